@@ -1,0 +1,48 @@
+# Setup and entry points.  Every target creates the virtual environment
+# first if needed, so `make demo` and `make test` work on a fresh clone.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+# Spark binds to loopback in every target; the tests set the same.
+export SPARK_LOCAL_IP ?= 127.0.0.1
+
+.PHONY: demo test test-fast babyproduct bench check-java install clean
+
+check-java:
+	@bash scripts/check_java.sh
+
+$(STAMP): setup.cfg pyproject.toml
+	@bash scripts/check_java.sh
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python 3.11 or newer is required, found " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the main job on the embedded default (breast cancer table, local[*]).
+demo: check-java $(STAMP)
+	$(PY) -m activeclean_spark.cli run conf/demo.toml
+
+## Run the whole test suite: local[2] and local-cluster tiers.
+test: check-java $(STAMP)
+	$(PY) -m pytest
+
+## The suite without the multi-process cluster tier.
+test-fast: check-java $(STAMP)
+	$(PY) -m pytest -m 'not cluster'
+
+## The BabyProduct job (needs ../shared/data beside the repository).
+babyproduct: check-java $(STAMP)
+	$(PY) -m activeclean_spark.cli run conf/babyproduct.toml
+
+## Step-size and preconditioner measurements, written to docs/step_size.md.
+bench: check-java $(STAMP)
+	$(PY) benchmarks/step_size.py conf/babyproduct.toml conf/demo.toml --seeds 5 > docs/step_size.md.tmp
+	mv docs/step_size.md.tmp docs/step_size.md
+
+clean:
+	rm -rf output spark-warehouse .pytest_cache

@@ -1,0 +1,34 @@
+"""ActiveClean on Apache Spark: train a convex model while cleaning only the records that matter."""
+
+from .cleaners import BatchCleaner, CleanedBatch, Cleaner, CleanerError, OracleCleaner, RecordCleaner
+from .engine import ActiveClean, ActiveCleanResult
+from .features import FeatureSpec, Featurizer
+from .losses import HingeLoss, HuberLoss, LeastSquaresLoss, LinearModelLoss, LogisticLoss, Loss, make_loss
+from .model import ActiveCleanModel
+from .session import get_spark
+from .updater import StepSchedule
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActiveClean",
+    "ActiveCleanModel",
+    "ActiveCleanResult",
+    "BatchCleaner",
+    "CleanedBatch",
+    "Cleaner",
+    "CleanerError",
+    "FeatureSpec",
+    "Featurizer",
+    "HingeLoss",
+    "HuberLoss",
+    "LeastSquaresLoss",
+    "LinearModelLoss",
+    "LogisticLoss",
+    "Loss",
+    "OracleCleaner",
+    "RecordCleaner",
+    "StepSchedule",
+    "get_spark",
+    "make_loss",
+]

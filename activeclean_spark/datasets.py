@@ -1,0 +1,96 @@
+"""Built-in data: a real table with injected, recorded corruption.
+
+``breast_cancer`` is the Wisconsin diagnostic breast cancer table (569 records,
+30 numeric features, binary diagnosis) that scikit-learn ships inside its
+package, so the demo needs no download and no file outside this repository.
+The corruption follows the published ActiveClean experiments and keeps the
+clean original, which serves as the oracle cleaner and as ground truth.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["breast_cancer", "corrupt", "DATASETS", "CORRUPTIONS"]
+
+CORRUPTIONS = ("random", "systematic")
+
+
+def _standardized(frame: pd.DataFrame) -> np.ndarray:
+    values = frame.to_numpy(dtype=float)
+    std = values.std(axis=0)
+    return (values - values.mean(axis=0)) / np.where(std > 0, std, 1.0)
+
+
+def _largest_weights(frame: pd.DataFrame, labels: np.ndarray, count: int) -> list[str]:
+    """Return the ``count`` features with the largest absolute weight in a clean logistic model."""
+    from .losses import LogisticLoss
+    from .optimize import fit_lbfgs, local_objective
+
+    loss = LogisticLoss(reg=1e-2)
+    X = _standardized(frame)
+    theta = fit_lbfgs(local_objective(X, labels.astype(float), loss), np.zeros(X.shape[1] + 1))
+    order = np.argsort(-np.abs(theta[:-1]), kind="stable")
+    return [frame.columns[i] for i in order[:count]]
+
+
+def corrupt(frame: pd.DataFrame, features: list[str], labels: np.ndarray, *, kind: str, rate: float, seed: int) -> pd.DataFrame:
+    """Return a corrupted copy of ``frame``.
+
+    ``random``: on a random ``rate`` share of the records, one random feature
+    is set to 3 times its maximum.  ``systematic``: the 3 features with the
+    largest clean-model weight are set to their mean on the ``rate`` share of
+    records that rank highest in the sum of those features (standardized).
+    """
+    if kind not in CORRUPTIONS:
+        raise ValueError(f"corruption must be one of {', '.join(CORRUPTIONS)}, got {kind!r}")
+    if not 0 < rate < 1:
+        raise ValueError(f"corruption rate must be in (0, 1), got {rate!r}")
+    rng = np.random.default_rng(seed)
+    dirty = frame.copy()
+    n_corrupt = max(1, int(round(rate * len(frame))))
+    if kind == "random":
+        rows = rng.choice(len(frame), n_corrupt, replace=False)
+        columns = rng.choice(len(features), n_corrupt)
+        for row, column in zip(rows, columns):
+            name = features[column]
+            dirty.iloc[row, dirty.columns.get_loc(name)] = 3.0 * frame[name].max()
+        return dirty
+    top = _largest_weights(frame[features], labels, 3)
+    rank = _standardized(frame[top]).sum(axis=1)
+    rows = np.argsort(-rank, kind="stable")[:n_corrupt]
+    for name in top:
+        dirty.iloc[rows, dirty.columns.get_loc(name)] = frame[name].mean()
+    return dirty
+
+
+def breast_cancer(*, corruption: str = "systematic", rate: float = 0.2, seed: int = 0):
+    """Return ``(dirty, clean, spec)`` for the breast cancer table.
+
+    Both tables are pandas DataFrames with an ``id`` key, the 30 features and
+    a ``diagnosis`` label (``malignant`` or ``benign``).  ``spec`` holds the
+    keyword arguments of the matching :class:`FeatureSpec`.
+    """
+    try:
+        from sklearn.datasets import load_breast_cancer
+    except ImportError:
+        raise ImportError(
+            "the breast_cancer dataset needs scikit-learn; install it with "
+            "pip install 'activeclean_spark[demo]'"
+        ) from None
+    data = load_breast_cancer(as_frame=True)
+    features = [name.replace(" ", "_") for name in data.feature_names]
+    clean = data.data.copy()
+    clean.columns = features
+    labels = data.target.to_numpy()
+    dirty = corrupt(clean, features, labels, kind=corruption, rate=rate, seed=seed)
+    diagnosis = np.where(labels == 0, "malignant", "benign")
+    for table in (clean, dirty):
+        table.insert(0, "id", np.arange(len(table), dtype=np.int64))
+        table["diagnosis"] = diagnosis
+    spec = {"numeric": features, "label": "diagnosis", "task": "classification", "positive": "malignant"}
+    return dirty, clean, spec
+
+
+DATASETS = {"breast_cancer": breast_cancer}

@@ -1,0 +1,338 @@
+"""Declarative featurization of Arrow record batches into numpy blocks.
+
+A :class:`FeatureSpec` names the columns; :meth:`FeatureSpec.fit` computes the
+statistics on the dirty relation (means, standard deviations, category
+vocabularies, label classes) and returns a frozen :class:`Featurizer`.  The
+same frozen featurizer maps a dirty record and its cleaned version into one
+feature space, so gradients before and after cleaning are comparable.
+
+Rules, applied the same way at fit time and at transform time:
+
+* Numeric columns are standardized with the dirty mean and standard
+  deviation.  A value that is null, NaN or a string that does not parse as a
+  number is missing: it becomes 0 (the mean after standardization) and a
+  ``<column>__missing`` indicator is 1.
+* Categorical columns are one-hot encoded over the ``max_categories`` most
+  frequent dirty values.  Any other value goes to ``<column>=__other__`` and a
+  null goes to ``<column>=__missing__``.
+* Hashed columns map each value to one of ``hash_buckets`` indicator
+  columns by a stable hash of its text (BLAKE2b), so a value that first
+  appears after cleaning still gets its own column (up to collisions) in
+  the frozen feature space.  A null goes to ``<column>#__missing__``.
+* Classification labels map to {0, 1}: the ``positive`` value is 1, the
+  other class 0; when more than one other value occurs in the dirty data,
+  every non-null value but ``positive`` is 0 (one-vs-rest).  Regression labels are parsed as numbers.  A label that is
+  missing or not one of the classes makes the record unusable for training
+  (``y`` is NaN) until a cleaner fixes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["FeatureSpec", "Featurizer", "value_text"]
+
+# A number as Spark and most CSV writers print it, with optional exponent.
+_NUMBER_PATTERN = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
+
+
+def value_text(value) -> str | None:
+    """Return the text form used to compare category and label values.
+
+    It matches pyarrow's cast to string, so ``True`` compares equal to the
+    Arrow value ``"true"`` and ``1.0`` to ``"1"``.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _numeric_values(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Parse a column as float64, with NaN for every missing or unparsable value."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    kind = column.type
+    if pa.types.is_boolean(kind):
+        column = pc.cast(column, pa.int8())
+    elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        trimmed = pc.utf8_trim_whitespace(column)
+        parsable = pc.match_substring_regex(trimmed, _NUMBER_PATTERN)
+        column = pc.if_else(parsable, trimmed, pa.scalar(None, kind))
+    elif pa.types.is_null(kind):
+        return np.full(len(column), np.nan)
+    elif not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)):
+        raise TypeError(f"has type {kind}, which cannot be read as a number")
+    values = pc.cast(column, pa.float64(), safe=False)
+    return values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+
+
+def _text_values(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_null(column.type):
+        return pa.nulls(len(column), pa.string())
+    return pc.cast(column, pa.string())
+
+
+@dataclass
+class FeatureSpec:
+    """Columns to featurize, before fitting.
+
+    Parameters
+    ----------
+    label : str
+        Label column.
+    numeric : list of str, default=[]
+        Numeric feature columns.
+    categorical : list of str, default=[]
+        Categorical feature columns.
+    task : {"classification", "regression"}, default="classification"
+        How the label is read.
+    positive : scalar, optional
+        Label value of the positive class.  When omitted, the dirty data must
+        hold exactly two label values and the larger one (in text order) is
+        positive.
+    max_categories : int, default=100
+        Largest vocabulary per categorical column.
+    hashed : list of str, default=[]
+        Categorical columns encoded by feature hashing instead of a fitted
+        vocabulary; use it where cleaning brings values the dirty data lacks.
+    hash_buckets : int, default=1024
+        Indicator columns per hashed column.
+    """
+
+    label: str
+    numeric: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+    task: str = "classification"
+    positive: object = None
+    max_categories: int = 100
+    hashed: list[str] = field(default_factory=list)
+    hash_buckets: int = 1024
+
+    def __post_init__(self):
+        if self.task not in ("classification", "regression"):
+            raise ValueError(f"task must be 'classification' or 'regression', got {self.task!r}")
+        if not isinstance(self.label, str) or not self.label:
+            raise ValueError(f"label must name a column, got {self.label!r}")
+        if not self.numeric and not self.categorical and not self.hashed:
+            raise ValueError("name at least one feature column in numeric, categorical or hashed")
+        listed = [*self.numeric, *self.categorical, *self.hashed]
+        repeated = sorted({c for c in listed if listed.count(c) > 1})
+        if repeated:
+            raise ValueError(f"columns {repeated} are listed more than once among numeric, categorical and hashed")
+        if self.label in listed:
+            raise ValueError(f"label column {self.label!r} is also listed as a feature")
+        if not isinstance(self.max_categories, int) or self.max_categories < 1:
+            raise ValueError(f"max_categories must be a positive integer, got {self.max_categories!r}")
+        if not isinstance(self.hash_buckets, int) or self.hash_buckets < 1:
+            raise ValueError(f"hash_buckets must be a positive integer, got {self.hash_buckets!r}")
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.numeric, *self.categorical, *self.hashed, self.label]
+
+    def partial_statistics(self, table: pa.Table) -> dict:
+        """Compute mergeable statistics of one partition's Arrow table."""
+        stats = {"numeric": {}, "categorical": {}, "label": {}}
+        for name in self.numeric:
+            values = _checked_numeric(table, name)
+            present = values[~np.isnan(values)]
+            stats["numeric"][name] = (present.size, float(present.sum()), float((present**2).sum()))
+        for name in self.categorical:
+            stats["categorical"][name] = _value_counts(_text_values(table.column(name)))
+        if self.task == "classification":
+            stats["label"] = _value_counts(_text_values(table.column(self.label)))
+        return stats
+
+    def fit_from_statistics(self, partials: list[dict]) -> "Featurizer":
+        """Merge per-partition statistics into a frozen featurizer."""
+        numeric = []
+        for name in self.numeric:
+            count = sum(p["numeric"][name][0] for p in partials)
+            total = sum(p["numeric"][name][1] for p in partials)
+            total_sq = sum(p["numeric"][name][2] for p in partials)
+            mean = total / count if count else 0.0
+            variance = max(total_sq / count - mean * mean, 0.0) if count else 0.0
+            std = float(np.sqrt(variance))
+            numeric.append({"name": name, "mean": mean, "std": std if std > 0 else 1.0})
+        categorical = []
+        for name in self.categorical:
+            counts = _merge_counts(p["categorical"][name] for p in partials)
+            ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+            categorical.append({"name": name, "vocabulary": [v for v, _ in ranked[: self.max_categories]]})
+        label = {"name": self.label, "task": self.task}
+        if self.task == "classification":
+            label["classes"] = self._label_classes(_merge_counts(p["label"] for p in partials))
+        hashed = [{"name": name, "buckets": self.hash_buckets} for name in self.hashed]
+        return Featurizer(numeric=numeric, categorical=categorical, label=label, hashed=hashed)
+
+    def _label_classes(self, counts: dict) -> list[str]:
+        seen = sorted(counts)
+        if self.positive is not None:
+            positive = value_text(self.positive)
+            if positive not in counts:
+                raise ValueError(
+                    f"positive label {self.positive!r} does not occur in label column {self.label!r}; "
+                    f"values seen: {seen[:10]}"
+                )
+            others = [v for v in seen if v != positive]
+            # One-vs-rest: every other non-null value is the negative class.
+            negative = others[0] if len(others) == 1 else None
+            return [negative, positive]
+        if len(seen) != 2:
+            raise ValueError(
+                f"label column {self.label!r} has {len(seen)} distinct values {seen[:10]}, "
+                "but binary classification needs 2; set positive to the value of the positive class"
+            )
+        return seen
+
+
+def _checked_numeric(table: pa.Table, name: str) -> np.ndarray:
+    try:
+        return _numeric_values(table.column(name))
+    except TypeError as error:
+        raise TypeError(f"numeric column {name!r} {error}; list it under categorical instead") from None
+
+
+def _hash_buckets(text: pa.Array, buckets: int) -> np.ndarray:
+    """Return each value's bucket in [0, buckets), and ``buckets`` for nulls.
+
+    Only the distinct values of the batch are hashed in Python; rows map to
+    them through the dictionary indices.
+    """
+    encoded = pc.dictionary_encode(text)
+    digests = [
+        int.from_bytes(hashlib.blake2b(value.encode("utf-8"), digest_size=8).digest(), "little") % buckets
+        for value in encoded.dictionary.to_pylist()
+    ]
+    table = np.array(digests + [buckets], dtype=np.int64)
+    indices = pc.fill_null(encoded.indices, len(digests)).to_numpy(zero_copy_only=False)
+    return table[indices]
+
+
+def _matches(text: pa.Array, value: str) -> np.ndarray:
+    return pc.fill_null(pc.equal(text, value), False).to_numpy(zero_copy_only=False)
+
+
+def _value_counts(values: pa.Array) -> dict:
+    counts = pc.value_counts(values.drop_null())
+    return dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()))
+
+
+def _merge_counts(parts) -> dict:
+    merged: dict = {}
+    for part in parts:
+        for value, count in part.items():
+            merged[value] = merged.get(value, 0) + count
+    return merged
+
+
+class Featurizer:
+    """Frozen map from Arrow tables to a feature matrix and label vector."""
+
+    def __init__(self, numeric: list[dict], categorical: list[dict], label: dict, hashed: list[dict] | None = None):
+        self.numeric = numeric
+        self.categorical = categorical
+        self.hashed = hashed or []
+        self.label = label
+        self.feature_names = self._feature_names()
+        self._lookups = {c["name"]: pa.array(c["vocabulary"], pa.string()) for c in categorical}
+
+    def _feature_names(self) -> list[str]:
+        names = []
+        for column in self.numeric:
+            names += [column["name"], column["name"] + "__missing"]
+        for column in self.categorical:
+            names += [f"{column['name']}={v}" for v in column["vocabulary"]]
+            names += [column["name"] + "=__other__", column["name"] + "=__missing__"]
+        for column in self.hashed:
+            names += [f"{column['name']}#{j}" for j in range(column["buckets"])]
+            names.append(column["name"] + "#__missing__")
+        return names
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    @property
+    def columns(self) -> list[str]:
+        features = [c["name"] for c in (*self.numeric, *self.categorical, *self.hashed)]
+        return features + [self.label["name"]]
+
+    def transform(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(X, y)`` for an Arrow table: ``X`` is float64 ``(n, d)``, ``y`` float64 with NaN where unusable."""
+        n = table.num_rows
+        X = np.zeros((n, self.n_features))
+        offset = 0
+        for column in self.numeric:
+            values = _checked_numeric(table, column["name"])
+            missing = np.isnan(values)
+            X[:, offset] = np.where(missing, 0.0, (values - column["mean"]) / column["std"])
+            X[:, offset + 1] = missing
+            offset += 2
+        for column in self.categorical:
+            size = len(column["vocabulary"])
+            text = _text_values(table.column(column["name"]))
+            positions = pc.index_in(text, value_set=self._lookups[column["name"]])
+            positions = pc.fill_null(positions, size).to_numpy(zero_copy_only=False)
+            positions = np.where(text.is_null().to_numpy(zero_copy_only=False), size + 1, positions)
+            X[np.arange(n), offset + positions] = 1.0
+            offset += size + 2
+        for column in self.hashed:
+            buckets = column["buckets"]
+            X[np.arange(n), offset + _hash_buckets(_text_values(table.column(column["name"])), buckets)] = 1.0
+            offset += buckets + 1
+        return X, self.labels(table)
+
+    def labels(self, table: pa.Table) -> np.ndarray:
+        name = self.label["name"]
+        if self.label["task"] == "regression":
+            return _checked_numeric(table, name)
+        negative, positive = self.label["classes"]
+        text = _text_values(table.column(name))
+        y = np.full(table.num_rows, np.nan)
+        is_positive = _matches(text, positive)
+        if negative is None:
+            is_negative = ~is_positive & ~text.is_null().to_numpy(zero_copy_only=False)
+        else:
+            is_negative = _matches(text, negative)
+        y[is_positive] = 1.0
+        y[is_negative] = 0.0
+        return y
+
+    def label_value(self, y: float):
+        """Return the original label value for a model prediction."""
+        if self.label["task"] == "regression":
+            return float(y)
+        negative, positive = self.label["classes"]
+        if int(y) == 1:
+            return positive
+        return negative if negative is not None else "not " + positive
+
+    def to_dict(self) -> dict:
+        return {"numeric": self.numeric, "categorical": self.categorical, "hashed": self.hashed, "label": self.label}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Featurizer":
+        return cls(numeric=data["numeric"], categorical=data["categorical"], label=data["label"],
+                   hashed=data.get("hashed", []))
+
+    def save(self, path: str) -> None:
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(self.to_dict(), handle, indent=2)
+
+    @classmethod
+    def load(cls, path: str) -> "Featurizer":
+        with open(path, encoding="utf-8") as handle:
+            return cls.from_dict(json.load(handle))

@@ -1,0 +1,298 @@
+"""Convex losses with per-record gradients, vectorized over numpy blocks.
+
+Every loss works on a feature block ``X`` of shape ``(n, d)``, a label vector
+``y`` of shape ``(n,)`` and a parameter vector ``theta``.  The L2 regularizer
+is folded into each record's loss, as ActiveClean requires::
+
+    phi(x, y, theta) = l(x, y, theta) + (reg / 2) * ||w||^2
+
+so that the mean of ``phi`` over a relation is the training objective and the
+mean of the per-record gradients is its gradient.
+
+Plugging in a loss
+------------------
+Subclass :class:`Loss` and implement ``n_parameters``, ``losses``,
+``gradients`` and ``predict`` with numpy operations over the whole block (no
+Python loop over rows).  ``gradient_norms`` has a default built on
+``gradients``; override it when the norms have a cheaper closed form.  A loss
+for a linear model only needs :class:`LinearModelLoss` and the two functions
+of the margin ``m = X @ w + b``: ``margin_losses`` and ``margin_derivatives``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "Loss",
+    "LinearModelLoss",
+    "LeastSquaresLoss",
+    "LogisticLoss",
+    "HingeLoss",
+    "HuberLoss",
+    "make_loss",
+    "LOSS_NAMES",
+]
+
+
+class Loss:
+    """A convex loss ``phi(x, y, theta)`` with its vectorized gradient.
+
+    Subclasses set ``task`` to ``"classification"`` (labels in {0, 1}) or
+    ``"regression"`` (real labels).
+    """
+
+    name: str = "custom"
+    task: str = "regression"
+
+    def n_parameters(self, n_features: int) -> int:
+        raise NotImplementedError
+
+    def losses(self, X: np.ndarray, y: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """Return the loss of every record, shape ``(n,)``."""
+        raise NotImplementedError
+
+    def gradients(self, X: np.ndarray, y: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """Return the gradient of every record's loss, shape ``(n, p)``."""
+        raise NotImplementedError
+
+    def gradient_norms(self, X: np.ndarray, y: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """Return the Euclidean norm of every record's gradient, shape ``(n,)``."""
+        return np.linalg.norm(self.gradients(X, y, theta), axis=1)
+
+    def predict(self, X: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """Return predictions: class labels in {0, 1} or real values."""
+        raise NotImplementedError
+
+    def loss_and_gradient_sums(self, X, y, theta):
+        """Return the sum of the losses and the sum of the gradients over a block."""
+        return float(self.losses(X, y, theta).sum()), self.gradients(X, y, theta).sum(axis=0)
+
+    def curvature_sums(self, X, y, theta) -> np.ndarray:
+        """Return the sum over a block of a positive semi-definite curvature matrix, shape ``(p, p)``.
+
+        It is used only to precondition the updates, so any fixed positive
+        semi-definite approximation of the Hessian is valid.  Losses without
+        one leave it unimplemented and run unpreconditioned.
+        """
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        """Describe the loss for the saved model."""
+        return {"name": self.name}
+
+
+class LinearModelLoss(Loss):
+    """Loss of a linear model ``m = X @ w + b`` with an L2 penalty on ``w``.
+
+    ``theta`` is ``[w_1 .. w_d, b]``: the intercept is the last entry and is
+    not penalized.
+
+    Parameters
+    ----------
+    reg : float, default=1e-3
+        L2 penalty strength (the ``reg`` in ``(reg / 2) * ||w||^2``).
+    """
+
+    def __init__(self, reg: float = 1e-3):
+        if not np.isfinite(reg) or reg < 0:
+            raise ValueError(f"reg must be a finite number >= 0, got {reg!r}")
+        self.reg = float(reg)
+
+    def n_parameters(self, n_features: int) -> int:
+        return n_features + 1
+
+    def margin_losses(self, margins: np.ndarray, y: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def margin_derivatives(self, margins: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Return d l / d m for every record."""
+        raise NotImplementedError
+
+    def margins(self, X: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        return X @ theta[:-1] + theta[-1]
+
+    def losses(self, X, y, theta):
+        w = theta[:-1]
+        penalty = 0.5 * self.reg * float(w @ w)
+        return self.margin_losses(self.margins(X, theta), y) + penalty
+
+    def gradients(self, X, y, theta):
+        c = self.margin_derivatives(self.margins(X, theta), y)
+        grads = np.empty((X.shape[0], X.shape[1] + 1))
+        np.multiply(X, c[:, None], out=grads[:, :-1])
+        grads[:, :-1] += self.reg * theta[:-1]
+        grads[:, -1] = c
+        return grads
+
+    def gradient_norms(self, X, y, theta):
+        # ||c x + reg w||^2 + c^2 expands into row sums, which avoids
+        # materializing the (n, d) gradient matrix.
+        w = theta[:-1]
+        c = self.margin_derivatives(self.margins(X, theta), y)
+        row_sq = np.einsum("ij,ij->i", X, X)
+        squared = c * c * (row_sq + 1.0) + 2.0 * self.reg * c * (X @ w) + self.reg**2 * float(w @ w)
+        return np.sqrt(np.maximum(squared, 0.0))
+
+    def loss_and_gradient_sums(self, X, y, theta):
+        n = X.shape[0]
+        w = theta[:-1]
+        margins = self.margins(X, theta)
+        c = self.margin_derivatives(margins, y)
+        loss_sum = float(self.margin_losses(margins, y).sum()) + n * 0.5 * self.reg * float(w @ w)
+        grad = np.empty(theta.shape[0])
+        grad[:-1] = X.T @ c + n * self.reg * w
+        grad[-1] = c.sum()
+        return loss_sum, grad
+
+    def margin_curvatures(self, margins: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+        """Return d^2 l / d m^2 for every record, or None where it is zero almost everywhere."""
+        return None
+
+    def curvature_sums(self, X, y, theta):
+        # The Hessian of the unpenalized loss in [w, b] is sum c_i [x_i, 1][x_i, 1]^T.
+        # Piecewise-linear losses (hinge) have c_i = 0 almost everywhere; they
+        # use c_i = 1, the second moment of the features, which has the scale
+        # of their curvature near the margin.
+        curvature = self.margin_curvatures(self.margins(X, theta), y)
+        weights = np.ones(X.shape[0]) if curvature is None else curvature
+        weighted = X * weights[:, None]
+        p = X.shape[1] + 1
+        sums = np.empty((p, p))
+        sums[:-1, :-1] = X.T @ weighted
+        sums[:-1, -1] = sums[-1, :-1] = weighted.sum(axis=0)
+        sums[-1, -1] = weights.sum()
+        return sums
+
+    def penalty_curvature(self, n_parameters: int) -> np.ndarray:
+        """Return the diagonal of the penalty's Hessian: reg for the weights, 0 for the intercept."""
+        diagonal = np.full(n_parameters, self.reg)
+        diagonal[-1] = 0.0
+        return diagonal
+
+    def to_dict(self):
+        return {"name": self.name, "reg": self.reg}
+
+
+class LeastSquaresLoss(LinearModelLoss):
+    """Squared error ``(m - y)^2 / 2`` for regression."""
+
+    name = "least_squares"
+    task = "regression"
+
+    def margin_losses(self, margins, y):
+        return 0.5 * (margins - y) ** 2
+
+    def margin_derivatives(self, margins, y):
+        return margins - y
+
+    def margin_curvatures(self, margins, y):
+        return np.ones_like(margins)
+
+    def predict(self, X, theta):
+        return self.margins(X, theta)
+
+
+def _log1p_exp(z: np.ndarray) -> np.ndarray:
+    # log(1 + e^z) without overflow for large z.
+    return np.logaddexp(0.0, z)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    out = np.empty_like(z, dtype=float)
+    positive = z >= 0
+    out[positive] = 1.0 / (1.0 + np.exp(-z[positive]))
+    ez = np.exp(z[~positive])
+    out[~positive] = ez / (1.0 + ez)
+    return out
+
+
+class LogisticLoss(LinearModelLoss):
+    """Binary cross-entropy ``log(1 + e^m) - y m`` with labels in {0, 1}."""
+
+    name = "logistic"
+    task = "classification"
+
+    def margin_losses(self, margins, y):
+        return _log1p_exp(margins) - y * margins
+
+    def margin_derivatives(self, margins, y):
+        return _sigmoid(margins) - y
+
+    def margin_curvatures(self, margins, y):
+        s = _sigmoid(margins)
+        return s * (1.0 - s)
+
+    def predict(self, X, theta):
+        return (self.margins(X, theta) > 0).astype(float)
+
+    def predict_proba(self, X, theta):
+        return _sigmoid(self.margins(X, theta))
+
+
+class HingeLoss(LinearModelLoss):
+    """Linear SVM loss ``max(0, 1 - s m)`` with labels in {0, 1} and ``s = 2y - 1``.
+
+    The subgradient at the kink ``s m = 1`` is taken as 0.
+    """
+
+    name = "hinge"
+    task = "classification"
+
+    def margin_losses(self, margins, y):
+        return np.maximum(0.0, 1.0 - (2.0 * y - 1.0) * margins)
+
+    def margin_derivatives(self, margins, y):
+        signs = 2.0 * y - 1.0
+        return np.where(signs * margins < 1.0, -signs, 0.0)
+
+    def predict(self, X, theta):
+        return (self.margins(X, theta) > 0).astype(float)
+
+
+class HuberLoss(LinearModelLoss):
+    """Huber loss for regression: quadratic within ``delta`` of the label, linear beyond.
+
+    Parameters
+    ----------
+    reg : float, default=1e-3
+        L2 penalty strength.
+    delta : float, default=1.0
+        Residual size, in label units, where the loss turns linear.
+    """
+
+    name = "huber"
+    task = "regression"
+
+    def __init__(self, reg: float = 1e-3, delta: float = 1.0):
+        super().__init__(reg)
+        if not np.isfinite(delta) or delta <= 0:
+            raise ValueError(f"delta must be a finite number > 0, got {delta!r}")
+        self.delta = float(delta)
+
+    def margin_losses(self, margins, y):
+        r = np.abs(margins - y)
+        return np.where(r <= self.delta, 0.5 * r * r, self.delta * (r - 0.5 * self.delta))
+
+    def margin_derivatives(self, margins, y):
+        return np.clip(margins - y, -self.delta, self.delta)
+
+    def margin_curvatures(self, margins, y):
+        return (np.abs(margins - y) <= self.delta).astype(float)
+
+    def predict(self, X, theta):
+        return self.margins(X, theta)
+
+    def to_dict(self):
+        return {"name": self.name, "reg": self.reg, "delta": self.delta}
+
+
+_LOSSES = {cls.name: cls for cls in (LeastSquaresLoss, LogisticLoss, HingeLoss, HuberLoss)}
+LOSS_NAMES = tuple(_LOSSES)
+
+
+def make_loss(name: str, **params) -> Loss:
+    """Build a built-in loss by name, for example ``make_loss("logistic", reg=0.01)``."""
+    if name not in _LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(LOSS_NAMES)}, got {name!r}")
+    return _LOSSES[name](**params)

@@ -1,0 +1,142 @@
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from activeclean_spark.blocks import Block
+from activeclean_spark.losses import HingeLoss, LeastSquaresLoss, LogisticLoss
+from activeclean_spark.sampler import DRIVER_STREAM, allocate_draws, random_generator, score_and_draw
+from activeclean_spark.updater import (
+    Preconditioner,
+    StepSchedule,
+    batch_gradient,
+    clean_gradient,
+    combined_gradient,
+)
+
+
+def _relation(loss, n=(40, 60), d=3, seed=0):
+    """Dirty blocks, clean values for every record, and a removed-record mask."""
+    rng = np.random.default_rng(seed)
+    total = sum(n)
+    X_clean = rng.normal(size=(total, d))
+    if loss.task == "classification":
+        y_clean = (rng.random(total) < 0.5).astype(float)
+    else:
+        y_clean = X_clean @ np.arange(1, d + 1) + rng.normal(size=total)
+    X_dirty = X_clean.copy()
+    corrupted = rng.random(total) < 0.3
+    X_dirty[corrupted] *= rng.uniform(-4, 4, size=(corrupted.sum(), 1))
+    removed = rng.random(total) < 0.05
+    blocks, start = [], 0
+    for index, size in enumerate(n):
+        keys = np.arange(start, start + size)
+        blocks.append(Block(index, keys, X_dirty[keys], y_clean[keys].copy(), pa.table({"id": keys})))
+        start += size
+    return blocks, X_clean, y_clean, removed
+
+
+@pytest.mark.parametrize("loss", [LogisticLoss(reg=0.05), LeastSquaresLoss(reg=0.05), HingeLoss(reg=0.05)],
+                         ids=lambda loss: loss.name)
+def test_combined_gradient_is_unbiased(loss):
+    blocks, X_clean, y_clean, removed = _relation(loss)
+    total = X_clean.shape[0]
+    theta = np.array([0.8, -0.5, 0.3, 0.1])
+
+    # R_clean: the first 15 records of each block, cleaned already.
+    cleaned = np.concatenate([b.keys[:15] for b in blocks])
+    excluded = {b.partition: np.arange(15) for b in blocks}
+    y_store = np.where(removed[cleaned], np.nan, y_clean[cleaned])
+    g_clean = clean_gradient(loss, X_clean[cleaned], y_store, theta, cleaned.size)
+
+    y_kept = np.where(removed, np.nan, y_clean)
+    keep = ~removed
+    truth = np.zeros(theta.size)
+    truth += loss.gradients(X_clean[keep], y_kept[keep], theta).sum(axis=0)
+    truth /= total
+
+    batch, rounds = 10, 4000
+    estimates = np.empty((rounds, theta.size))
+    for iteration in range(1, rounds + 1):
+        parts = [score_and_draw(b, loss, theta, excluded[b.partition], batch, 11, iteration) for b in blocks]
+        draws, n_dirty, score_total = allocate_draws(parts, batch, 0.1, random_generator(11, iteration, DRIVER_STREAM))
+        assert score_total > 0
+        keys = np.array([d.key for d in draws])
+        distinct, first, counts = np.unique(keys, return_index=True, return_counts=True)
+        probabilities = np.array([draws[i].probability for i in first])
+        y_batch = np.where(removed[distinct], np.nan, y_clean[distinct])
+        g_batch = batch_gradient(loss, X_clean[distinct], y_batch, theta, counts.astype(float), probabilities,
+                                 n_dirty, len(draws))
+        estimates[iteration - 1] = combined_gradient(g_batch, g_clean, n_dirty, cleaned.size)
+
+    # The estimate's mean over 4000 independent rounds has standard error
+    # sd / sqrt(4000); 5 standard errors per coordinate keeps the false alarm
+    # rate below 1e-5 while a bias of a few percent of the gradient fails.
+    standard_error = estimates.std(axis=0) / np.sqrt(rounds)
+    assert np.all(np.abs(estimates.mean(axis=0) - truth) <= 5 * standard_error)
+    assert np.linalg.norm(estimates.mean(axis=0) - truth) < 0.05 * np.linalg.norm(truth) + 5 * standard_error.max()
+
+
+def test_batch_gradient_with_uniform_probabilities_is_plain_mean():
+    loss = LeastSquaresLoss(reg=0.0)
+    rng = np.random.default_rng(0)
+    X, y, theta = rng.normal(size=(4, 2)), rng.normal(size=4), rng.normal(size=3)
+    n_dirty = 10
+    g = batch_gradient(loss, X, y, theta, np.ones(4), np.full(4, 1 / n_dirty), n_dirty, 4)
+    np.testing.assert_allclose(g, loss.gradients(X, y, theta).mean(axis=0))
+
+
+def test_removed_records_contribute_zero():
+    loss = LeastSquaresLoss(reg=0.0)
+    X = np.ones((2, 1))
+    y = np.array([np.nan, np.nan])
+    assert np.all(batch_gradient(loss, X, y, np.ones(2), np.ones(2), np.full(2, 0.5), 2, 2) == 0)
+    assert np.all(clean_gradient(loss, X, y, np.ones(2), 2) == 0)
+
+
+def test_combined_gradient_weights_by_sizes():
+    np.testing.assert_allclose(combined_gradient(np.array([1.0]), np.array([3.0]), 3, 1), [1.5])
+
+
+@pytest.mark.parametrize("kind, expected", [("constant", [2.0, 2.0, 2.0]), ("inverse", [2.0, 1.0, 0.5]),
+                                            ("inverse_sqrt", [2.0, 2 / np.sqrt(2), 1.0])])
+def test_step_schedules(kind, expected):
+    schedule = StepSchedule(kind, 2.0)
+    np.testing.assert_allclose([schedule(1), schedule(2), schedule(4)], expected)
+
+
+def test_step_schedule_rejects_invalid_values():
+    with pytest.raises(ValueError, match="step schedule must be one of constant, inverse, inverse_sqrt, adagrad, got 'adam'"):
+        StepSchedule("adam")
+    with pytest.raises(ValueError, match="step size must be a finite number > 0, got 0"):
+        StepSchedule("constant", 0)
+
+
+def test_preconditioner_solves_linear_system():
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(5, 5))
+    matrix = A @ A.T + np.eye(5)
+    g = rng.normal(size=5)
+    np.testing.assert_allclose(matrix @ Preconditioner(matrix, damping=0).solve(g), g, rtol=1e-4)
+    np.testing.assert_allclose(Preconditioner(matrix, "diagonal", damping=0).solve(g), g / np.diag(matrix), rtol=1e-4)
+
+
+def test_preconditioner_rejects_unknown_kind():
+    with pytest.raises(ValueError, match="preconditioner must be one of hessian, diagonal, none, got 'lbfgs'"):
+        Preconditioner(np.eye(2), "lbfgs")
+
+
+def test_preconditioner_damping_bounds_flat_directions():
+    matrix = np.diag([10.0, 1e-9])
+    step = Preconditioner(matrix, damping=1.0).solve(np.array([1.0, 1.0]))
+    # The ridge is the mean eigenvalue (about 5), so the flat direction's
+    # step is about 1 / 5 instead of 1e9.
+    assert step[1] == pytest.approx(1 / 5.0, rel=1e-6)
+
+
+def test_adagrad_scales_each_coordinate():
+    schedule = StepSchedule("adagrad", 0.5)
+    first = schedule.step(1, np.array([4.0, -0.01]))
+    np.testing.assert_allclose(first, [0.5, -0.5])
+    second = schedule.step(2, np.array([3.0, 0.0]))
+    np.testing.assert_allclose(second, [0.5 * 3 / 5, 0.0])
+    np.testing.assert_allclose(schedule.fresh().step(1, np.array([2.0, 2.0])), [0.5, 0.5])
