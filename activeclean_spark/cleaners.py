@@ -43,7 +43,7 @@ REMOVED_COLUMN = "__removed__"
 class CleanerError(RuntimeError):
     """The cleaner failed or returned an invalid batch.
 
-    ``partial`` holds the records the cleaner did return before it failed, as
+    ``partial`` contains the records the cleaner did return before it failed, as
     a :class:`CleanedBatch` (possibly empty); the engine saves them.
     """
 
@@ -67,13 +67,15 @@ class Cleaner:
         raise NotImplementedError
 
 
-class RecordCleaner(Cleaner):
-    """Apply ``function(record: dict) -> dict | None`` to every record."""
-
+class _FunctionCleaner(Cleaner):
     def __init__(self, function):
         if not callable(function):
             raise TypeError(f"cleaner function must be callable, got {type(function).__name__}")
         self.function = function
+
+
+class RecordCleaner(_FunctionCleaner):
+    """Apply ``function(record: dict) -> dict | None`` to every record."""
 
     def clean(self, batch, key):
         rows, removed = [], []
@@ -100,13 +102,8 @@ class RecordCleaner(Cleaner):
         return CleanedBatch(table, removed)
 
 
-class BatchCleaner(Cleaner):
+class BatchCleaner(_FunctionCleaner):
     """Apply ``function(batch: pandas.DataFrame) -> pandas.DataFrame`` to a whole batch."""
-
-    def __init__(self, function):
-        if not callable(function):
-            raise TypeError(f"cleaner function must be callable, got {type(function).__name__}")
-        self.function = function
 
     def clean(self, batch, key):
         try:

@@ -26,8 +26,9 @@ SECTIONS = {
                 "missing": "error"},
     "test": {"fraction": None, "path": None, "format": None, "options": None},
     "run": {"budget": None, "budget_fraction": None, "batch_size": 50, "seed": 0, "floor": 0.05,
-            "step_schedule": "adagrad", "step_size": 0.1, "tol": 0.0, "target": None, "partitions": None,
-            "reference": False, "preconditioner": "none"},
+            "step_schedule": "inverse_sqrt", "step_size": 0.1, "tol": 0.0, "target": None, "partitions": None,
+            "reference": False, "preconditioner": "hessian",
+            "control_variate": True},
     "output": {"dir": "output", "overwrite": False},
 }
 

@@ -17,7 +17,7 @@ from .model import ActiveCleanModel, evaluate_blocks
 from .optimize import block_objective, fit_lbfgs
 from .output import OutputDirectory
 from .sampler import DEFAULT_FLOOR, DRIVER_STREAM, allocate_draws, random_generator, score_and_draw
-from .updater import PRECONDITIONERS, Preconditioner, StepSchedule, batch_gradient, clean_gradient, combined_gradient
+from .updater import PRECONDITIONERS, Preconditioner, StepSchedule, batch_gradient, controlled_batch_gradient, clean_gradient, combined_gradient
 
 __all__ = ["ActiveClean", "ActiveCleanResult", "PreparedData"]
 
@@ -33,7 +33,7 @@ def _positive_int(name, value, *, allow_zero=False):
 
 @dataclass
 class ActiveCleanResult:
-    """What a run returns: the model, the cleaned records and the per-iteration history."""
+    """Model, cleaned records and per-iteration history of one run."""
 
     model: ActiveCleanModel
     dirty_model: ActiveCleanModel
@@ -76,20 +76,35 @@ class _CleanedStore:
     def __init__(self, schema: pa.Schema, n_features: int):
         self.rows = schema.empty_table()
         self.removed: list = []
-        self.X = np.empty((0, n_features))
-        self.y = np.empty(0)
+        # Feature rows live in a buffer that doubles when full, so adding a
+        # batch costs O(batch) instead of copying all of R_clean again.
+        self._X = np.empty((64, n_features))
+        self._y = np.empty(64)
+        self.size = 0
         self.positions: dict[int, np.ndarray] = {}
 
     @property
-    def size(self) -> int:
-        return self.y.size
+    def X(self) -> np.ndarray:
+        return self._X[: self.size]
+
+    @property
+    def y(self) -> np.ndarray:
+        """Labels of R_clean; NaN for removed records, which have a zero gradient."""
+        return self._y[: self.size]
 
     def add(self, partitions, positions, X, y, rows: pa.Table, removed: list) -> None:
-        self.X = np.vstack([self.X, X])
-        self.y = np.concatenate([self.y, y])
+        end = self.size + y.size
+        if end > self._y.size:
+            capacity = max(end, 2 * self._y.size)
+            self._X = np.concatenate([self._X[: self.size], np.empty((capacity - self.size, self._X.shape[1]))])
+            self._y = np.concatenate([self._y[: self.size], np.empty(capacity - self.size)])
+        self._X[self.size : end] = X
+        self._y[self.size : end] = y
+        self.size = end
         for partition in np.unique(partitions):
             new = positions[partitions == partition]
-            self.positions[int(partition)] = np.concatenate([self.positions.get(int(partition), []), new]).astype(np.int64)
+            old = self.positions.get(int(partition), np.empty(0, dtype=np.int64))
+            self.positions[int(partition)] = np.concatenate([old, new])
         if rows.num_rows:
             self.rows = pa.concat_tables([self.rows, rows])
         self.removed += removed
@@ -112,7 +127,7 @@ class ActiveClean:
         Number of records to hand to the cleaner in all (k).
     batch_size : int, default=50
         Draws per iteration (b); the last batch is cut to the remaining budget.
-    step : StepSchedule, default=StepSchedule("adagrad", 0.1)
+    step : StepSchedule, default=StepSchedule("inverse_sqrt", 0.1)
         Step-size schedule gamma_t.
     floor : float, default=0.05
         Share eps of the draw probability spread uniformly over R_dirty.
@@ -125,9 +140,14 @@ class ActiveClean:
     target : float, optional
         Stop once the held-out metric reaches this value (accuracy for
         classification, at least; RMSE for regression, at most).
-    preconditioner : {"hessian", "diagonal", "none"}, default="none"
+    preconditioner : {"hessian", "diagonal", "none"}, default="hessian"
         Fixed matrix P in ``theta -= gamma_t * P^-1 g``: the curvature of
         the dirty objective at the dirty model, its diagonal, or none.
+    control_variate : bool, default=True
+        Estimate g_S as the exact mean dirty gradient over R_dirty plus the
+        importance-weighted mean of what cleaning changes in the drawn
+        gradients (same expectation, lower variance when cleaning changes
+        little).  Off, g_S is the plain importance-weighted clean gradient.
     """
 
     def __init__(
@@ -145,7 +165,8 @@ class ActiveClean:
         num_partitions: int | None = None,
         tol: float = 0.0,
         target: float | None = None,
-        preconditioner: str = "none",
+        preconditioner: str = "hessian",
+        control_variate: bool = True,
     ):
         if not isinstance(key, str) or not key:
             raise ValueError(f"key must name a column, got {key!r}")
@@ -174,6 +195,9 @@ class ActiveClean:
         self.tol = float(tol)
         self.target = target
         self.preconditioner = preconditioner
+        if not isinstance(control_variate, bool):
+            raise ValueError(f"control_variate must be true or false, got {control_variate!r}")
+        self.control_variate = control_variate
 
     # -- set-up -----------------------------------------------------------
 
@@ -371,19 +395,20 @@ class ActiveClean:
 
     def _iterate(self, t, blocks, featurizer, theta, store, output, preconditioner, schedule):
         """Run iteration t and return ``(new theta, history record)``, or None when R_dirty is empty."""
-        draws_wanted = min(self.batch_size, self.budget - store.size)
+        batch_draws = min(self.batch_size, self.budget - store.size)
         sc = blocks.context
         shipped = sc.broadcast((theta, store.positions))
-        loss, seed = self.loss, self.seed
+        loss, seed, gradient_sum = self.loss, self.seed, self.control_variate
         empty = np.empty(0, dtype=np.int64)
         parts = blocks.map(
             lambda block: score_and_draw(
-                block, loss, shipped.value[0], shipped.value[1].get(block.partition, empty), draws_wanted, seed, t
+                block, loss, shipped.value[0], shipped.value[1].get(block.partition, empty), batch_draws, seed, t,
+                gradient_sum=gradient_sum,
             )
         ).collect()
         shipped.destroy()
         rng = random_generator(self.seed, t, DRIVER_STREAM)
-        draws, n_dirty, score_total = allocate_draws(parts, draws_wanted, self.floor, rng)
+        draws, n_dirty, score_total = allocate_draws(parts, batch_draws, self.floor, rng)
         if not draws:
             logger.info("No dirty records left after %d cleaned", store.size)
             return None
@@ -399,11 +424,17 @@ class ActiveClean:
         candidates = {p.partition: p.candidates for p in parts}
         batch = pa.concat_tables([candidates[d.partition].slice(d.row, 1) for d in distinct])
 
-        cleaned_rows, removed = self._clean(batch, t, distinct, counts, store, output)
-        X, y = self._features_of(batch, cleaned_rows, removed, featurizer)
+        cleaned_rows, removed, X, y = self._clean(batch, t, distinct, counts, featurizer, output)
 
         n_clean = store.size
-        g_batch = batch_gradient(self.loss, X, y, theta, counts, probabilities, n_dirty, len(draws))
+        if self.control_variate:
+            X_dirty, y_dirty = featurizer.transform(batch)
+            dirty_sum = np.sum([p.dirty_gradient_sum for p in parts], axis=0)
+            g_batch = controlled_batch_gradient(
+                self.loss, X, y, X_dirty, y_dirty, theta, counts, probabilities, n_dirty, len(draws), dirty_sum
+            )
+        else:
+            g_batch = batch_gradient(self.loss, X, y, theta, counts, probabilities, n_dirty, len(draws))
         g_clean = clean_gradient(self.loss, store.X, store.y, theta, n_clean)
         direction = combined_gradient(g_batch, g_clean, n_dirty, n_clean)
         if preconditioner is not None:
@@ -427,18 +458,22 @@ class ActiveClean:
         }
         return theta, record
 
-    def _clean(self, batch, t, distinct, counts, store, output):
-        """Hand a batch to the cleaner, validate it and append it to the audit trail."""
+    def _clean(self, batch, t, distinct, counts, featurizer, output):
+        """Clean and featurize a batch, then append it to the audit trail.
+
+        Returns ``(cleaned rows, removed keys, X, y)`` with X and y in batch order.
+        """
         frame = batch.to_pandas()
         try:
             cleaned = self.cleaner.clean(frame, self.key)
             rows = validate_cleaned(frame, cleaned, self.key, batch.schema)
+            X, y = self._features_of(batch, rows, list(cleaned.removed), featurizer)
         except CleanerError as error:
             self._save_partial(error.partial, frame, batch.schema, t, distinct, counts, output)
             raise
         if output:
             output.append_audit(self._audit_records(frame, rows, cleaned.removed, t, distinct, counts, applied=True))
-        return rows, list(cleaned.removed)
+        return rows, list(cleaned.removed), X, y
 
     def _save_partial(self, partial, frame, schema, t, distinct, counts, output):
         """Record what a failing cleaner did return, so none of its work is lost."""
@@ -485,7 +520,7 @@ class ActiveClean:
         return records
 
     def _features_of(self, batch, rows, removed, featurizer):
-        """Features of the cleaned batch in batch order; removed records get a NaN label."""
+        """Return the cleaned batch's features in batch order; removed records get a NaN label."""
         X_rows, y_rows = featurizer.transform(rows)
         unusable = np.flatnonzero(np.isnan(y_rows))
         if unusable.size:
@@ -495,7 +530,7 @@ class ActiveClean:
             raise CleanerError(
                 f"cleaned record {self.key}={bad!r} has label {label}={value!r}, which is not a usable label; "
                 "return a valid label or remove the record",
-                CleanedBatch(rows.to_pandas()),
+                CleanedBatch(rows.filter(pa.array(~np.isnan(y_rows))).to_pandas(), removed),
             )
         index = {k: i for i, k in enumerate(rows.column(self.key).to_pylist())}
         X = np.zeros((batch.num_rows, featurizer.n_features))

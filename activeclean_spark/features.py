@@ -16,9 +16,9 @@ Rules, applied the same way at fit time and at transform time:
   frequent dirty values.  Any other value goes to ``<column>=__other__`` and a
   null goes to ``<column>=__missing__``.
 * Hashed columns map each value to one of ``hash_buckets`` indicator
-  columns by a stable hash of its text (BLAKE2b), so a value that first
-  appears after cleaning still gets its own column (up to collisions) in
-  the frozen feature space.  A null goes to ``<column>#__missing__``.
+  columns by a stable hash of its text (BLAKE2b).  A value that first
+  appears after cleaning still gets its own column in the frozen feature
+  space, unless its hash collides with another value's.  A null goes to ``<column>#__missing__``.
 * Classification labels map to {0, 1}: the ``positive`` value is 1, the
   other class 0; when more than one other value occurs in the dirty data,
   every non-null value but ``positive`` is 0 (one-vs-rest).  Regression labels are parsed as numbers.  A label that is

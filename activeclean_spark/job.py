@@ -156,6 +156,7 @@ def _engine(config, spec, loss, step, budget, clean, key):
         tol=run["tol"],
         target=run["target"],
         preconditioner=run["preconditioner"],
+        control_variate=run["control_variate"],
     )
 
 

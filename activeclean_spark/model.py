@@ -47,7 +47,7 @@ def evaluate(loss: Loss, X, y, theta) -> dict:
 
 
 def evaluate_blocks(blocks, loss: Loss, theta) -> dict:
-    """The metrics of :func:`evaluate` over a cached block RDD, in one Spark job."""
+    """Compute the metrics of :func:`evaluate` over a cached block RDD in one Spark job."""
     shipped = blocks.context.broadcast(theta)
     sums = blocks.map(lambda block: _metric_sums(loss, block.X, block.y, shipped.value)).treeReduce(np.add)
     shipped.destroy()
@@ -117,7 +117,7 @@ class ActiveCleanModel:
 
     @classmethod
     def load(cls, path: str) -> "ActiveCleanModel":
-        """Load a model from ``model.json`` or from the directory that holds it."""
+        """Load a model from ``model.json`` or from the directory that contains it."""
         if os.path.isdir(path):
             path = os.path.join(path, MODEL_FILE)
         with open(path, encoding="utf-8") as handle:

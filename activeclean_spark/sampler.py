@@ -9,9 +9,9 @@ distribution is a mixture, so one draw picks the score-proportional component
 with probability ``1 - eps`` and the uniform one otherwise.  Each component
 is sampled in two stages: a partition in proportion to its score total (or
 its dirty count), then a record inside it.  The second stage needs only
-partition-local numbers, so one Spark job computes the scores, the partition
-totals and ``b`` candidate draws per component in every partition; the driver
-then allocates the draws to partitions and keeps the first ``m_p``
+partition-local numbers.  So one Spark job computes the scores, the partition
+totals and ``b`` candidate draws per component in every partition.  The
+driver then allocates the draws to partitions and keeps the first ``m_p``
 candidates of each.  Candidates are i.i.d. and the allocation is independent
 of them, so the kept draws have exactly the probabilities ``p_i``.
 
@@ -53,7 +53,7 @@ def random_generator(seed: int, iteration: int, stream: int, partition: int = 0)
 
 @dataclass
 class PartitionDraw:
-    """What one partition returns from a scoring pass."""
+    """Scores, totals and candidate draws of one partition's scoring pass."""
 
     partition: int
     n_dirty: int
@@ -64,6 +64,7 @@ class PartitionDraw:
     uniform_scores: np.ndarray
     candidates: pa.Table  # raw rows of weighted then uniform candidates
     keys: np.ndarray
+    dirty_gradient_sum: np.ndarray | None = None  # over R_dirty, for the control variate
 
 
 @dataclass
@@ -89,10 +90,30 @@ def _scores(block, loss, theta: np.ndarray, excluded: np.ndarray) -> np.ndarray:
     return scores
 
 
-def score_and_draw(block, loss, theta, excluded, n_candidates: int, seed: int, iteration: int) -> PartitionDraw:
+def _dirty_gradient_sum(block, loss, theta, excluded) -> np.ndarray:
+    """Sum of the dirty gradients over the block's R_dirty; unusable labels count as zero."""
+    usable = ~np.isnan(block.y)
+    total = np.zeros(theta.size)
+    if usable.all():
+        total += loss.loss_and_gradient_sums(block.X, block.y, theta)[1]
+    elif usable.any():
+        total += loss.loss_and_gradient_sums(block.X[usable], block.y[usable], theta)[1]
+    # Subtracting R_clean's rows gathers only |R_clean| rows instead of
+    # copying the whole block through a mask.
+    cleaned = excluded[usable[excluded]]
+    if cleaned.size:
+        total -= loss.loss_and_gradient_sums(block.X[cleaned], block.y[cleaned], theta)[1]
+    return total
+
+
+def score_and_draw(
+    block, loss, theta, excluded, n_candidates: int, seed: int, iteration: int, *, gradient_sum: bool = False
+) -> PartitionDraw:
     """Score a block's dirty records and draw candidates from both mixture components.
 
-    ``excluded`` holds the local positions of records already in R_clean.
+    ``excluded`` contains the local positions of records already in R_clean.
+    With ``gradient_sum``, the pass also sums the dirty gradients over
+    R_dirty for the control variate.
     """
     rng = random_generator(seed, iteration, EXECUTOR_STREAM, block.partition)
     scores = _scores(block, loss, theta, excluded)
@@ -121,6 +142,7 @@ def score_and_draw(block, loss, theta, excluded, n_candidates: int, seed: int, i
         uniform_scores=scores[uniform],
         candidates=block.raw.take(pa.array(positions, pa.int64())),
         keys=block.keys[positions],
+        dirty_gradient_sum=_dirty_gradient_sum(block, loss, theta, excluded) if gradient_sum else None,
     )
 
 

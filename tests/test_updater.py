@@ -11,6 +11,7 @@ from activeclean_spark.updater import (
     batch_gradient,
     clean_gradient,
     combined_gradient,
+    controlled_batch_gradient,
 )
 
 
@@ -35,10 +36,13 @@ def _relation(loss, n=(40, 60), d=3, seed=0):
     return blocks, X_clean, y_clean, removed
 
 
+@pytest.mark.parametrize("control_variate", [False, True], ids=["plain", "control_variate"])
 @pytest.mark.parametrize("loss", [LogisticLoss(reg=0.05), LeastSquaresLoss(reg=0.05), HingeLoss(reg=0.05)],
                          ids=lambda loss: loss.name)
-def test_combined_gradient_is_unbiased(loss):
+def test_combined_gradient_is_unbiased(loss, control_variate):
     blocks, X_clean, y_clean, removed = _relation(loss)
+    X_dirty = np.vstack([b.X for b in blocks])
+    y_dirty = np.concatenate([b.y for b in blocks])
     total = X_clean.shape[0]
     theta = np.array([0.8, -0.5, 0.3, 0.1])
 
@@ -57,15 +61,22 @@ def test_combined_gradient_is_unbiased(loss):
     batch, rounds = 10, 4000
     estimates = np.empty((rounds, theta.size))
     for iteration in range(1, rounds + 1):
-        parts = [score_and_draw(b, loss, theta, excluded[b.partition], batch, 11, iteration) for b in blocks]
+        parts = [score_and_draw(b, loss, theta, excluded[b.partition], batch, 11, iteration,
+                                gradient_sum=control_variate) for b in blocks]
         draws, n_dirty, score_total = allocate_draws(parts, batch, 0.1, random_generator(11, iteration, DRIVER_STREAM))
         assert score_total > 0
         keys = np.array([d.key for d in draws])
         distinct, first, counts = np.unique(keys, return_index=True, return_counts=True)
         probabilities = np.array([draws[i].probability for i in first])
         y_batch = np.where(removed[distinct], np.nan, y_clean[distinct])
-        g_batch = batch_gradient(loss, X_clean[distinct], y_batch, theta, counts.astype(float), probabilities,
-                                 n_dirty, len(draws))
+        if control_variate:
+            dirty_sum = np.sum([p.dirty_gradient_sum for p in parts], axis=0)
+            g_batch = controlled_batch_gradient(loss, X_clean[distinct], y_batch, X_dirty[distinct], y_dirty[distinct],
+                                                theta, counts.astype(float), probabilities, n_dirty, len(draws),
+                                                dirty_sum)
+        else:
+            g_batch = batch_gradient(loss, X_clean[distinct], y_batch, theta, counts.astype(float), probabilities,
+                                     n_dirty, len(draws))
         estimates[iteration - 1] = combined_gradient(g_batch, g_clean, n_dirty, cleaned.size)
 
     # The estimate's mean over 4000 independent rounds has standard error
@@ -140,3 +151,17 @@ def test_adagrad_scales_each_coordinate():
     second = schedule.step(2, np.array([3.0, 0.0]))
     np.testing.assert_allclose(second, [0.5 * 3 / 5, 0.0])
     np.testing.assert_allclose(schedule.fresh().step(1, np.array([2.0, 2.0])), [0.5, 0.5])
+
+
+def test_dirty_gradient_sum_covers_only_dirty_records():
+    loss = LogisticLoss(reg=0.1)
+    blocks, _, _, _ = _relation(loss, n=(30,))
+    block = blocks[0]
+    block.y[3] = np.nan
+    theta = np.array([0.3, -0.2, 0.1, 0.0])
+    excluded = np.array([0, 3, 7])
+    part = score_and_draw(block, loss, theta, excluded, 5, 0, 1, gradient_sum=True)
+    keep = np.ones(30, dtype=bool)
+    keep[[0, 3, 7]] = False
+    expected = loss.gradients(block.X[keep], block.y[keep], theta).sum(axis=0)
+    np.testing.assert_allclose(part.dirty_gradient_sum, expected)
