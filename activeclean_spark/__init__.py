@@ -2,7 +2,7 @@
 
 from .cleaners import BatchCleaner, CleanedBatch, Cleaner, CleanerError, OracleCleaner, RecordCleaner
 from .engine import ActiveClean, ActiveCleanResult
-from .features import FeatureSpec, Featurizer
+from .features import FeatureSpec, Featurizer, FunctionFeaturizer
 from .losses import HingeLoss, HuberLoss, LeastSquaresLoss, LinearModelLoss, LogisticLoss, Loss, make_loss
 from .model import ActiveCleanModel
 from .session import get_spark
@@ -20,6 +20,7 @@ __all__ = [
     "CleanerError",
     "FeatureSpec",
     "Featurizer",
+    "FunctionFeaturizer",
     "HingeLoss",
     "HuberLoss",
     "LeastSquaresLoss",

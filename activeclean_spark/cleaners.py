@@ -163,7 +163,8 @@ class OracleCleaner(Cleaner):
 
         keys = batch[key].tolist()
         found = self.clean_table.where(F.col(self.key).isin(keys)).select(*batch.columns).toPandas()
-        absent = [k for k in keys if k not in set(found[key].tolist())]
+        present = set(found[key].tolist())
+        absent = [k for k in keys if k not in present]
         if absent and self.missing == "error":
             raise CleanerError(
                 f"oracle clean table has no record with {key}={absent[0]!r} "
@@ -191,21 +192,25 @@ def validate_cleaned(batch: pd.DataFrame, cleaned: CleanedBatch, key: str, schem
         raise CleanerError(
             f"cleaner changed the schema: added columns {extra}, dropped columns {absent}; "
             "return exactly the input columns",
-            CleanedBatch(pd.DataFrame(columns=expected)),
+            cleaned,
         )
 
     sent = batch[key].tolist()
     returned = table[key].tolist() + list(cleaned.removed)
-    unknown = [k for k in returned if k not in set(sent)]
+    sent_keys = set(sent)
+    unknown = [k for k in returned if k not in sent_keys]
     if unknown:
         raise CleanerError(
             f"cleaner returned record {key}={unknown[0]!r}, which was not in the batch; keys must not change",
-            CleanedBatch(table[~table[key].isin(unknown)], [k for k in cleaned.removed if k in set(sent)]),
+            CleanedBatch(table[~table[key].isin(unknown)], [k for k in cleaned.removed if k in sent_keys]),
         )
     seen = set()
     for k in returned:
         if k in seen:
-            raise CleanerError(f"cleaner returned record {key}={k!r} more than once", CleanedBatch(table.iloc[:0]))
+            raise CleanerError(
+                f"cleaner returned record {key}={k!r} more than once",
+                CleanedBatch(table.drop_duplicates(subset=[key]), list(dict.fromkeys(cleaned.removed))),
+            )
         seen.add(k)
     dropped = [k for k in sent if k not in seen]
     if dropped:
@@ -223,6 +228,6 @@ def validate_cleaned(batch: pd.DataFrame, cleaned: CleanedBatch, key: str, schem
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as error:
             raise CleanerError(
                 f"cleaner returned a value in column {name!r} that is not of type {schema.field(name).type}: {error}",
-                CleanedBatch(pd.DataFrame(columns=expected)),
+                cleaned,
             ) from None
     return pa.Table.from_arrays(arrays, schema=schema)

@@ -118,7 +118,8 @@ class ActiveClean:
     key : str
         Column with a unique, stable id per record.
     features : FeatureSpec or Featurizer
-        Columns to featurize (fitted on the dirty data), or a frozen featurizer.
+        Columns to featurize (fitted on the dirty data), or a frozen
+        featurizer such as a :class:`FunctionFeaturizer`.
     loss : Loss
         Convex loss with its L2 penalty, for example ``LogisticLoss(reg=1e-3)``.
     cleaner : Cleaner
@@ -259,7 +260,7 @@ class ActiveClean:
         test_blocks = self._blocks(test, featurizer)[0] if test is not None else None
         dirty_metrics = evaluate_blocks(test_blocks, self.loss, theta) if test_blocks is not None else {}
         dirty_model = ActiveCleanModel(theta, featurizer, self.loss, {"test": dirty_metrics})
-        logger.info("Dirty model trained in %.1f s; test metrics %s", time.perf_counter() - started, dirty_metrics)
+        logger.info("Dirty model trained in %.1f s%s", time.perf_counter() - started, _format_metrics(dirty_metrics))
         reference_model = self._reference_model(reference, df, featurizer, test_blocks)
         return PreparedData(
             df=df,
@@ -275,23 +276,20 @@ class ActiveClean:
         )
 
     def _curvature(self, blocks, theta):
-        """Mean curvature of the dirty objective at theta, or None when the loss has none."""
+        """Mean curvature of the dirty objective at theta, or None when the loss defines none."""
         loss = self.loss
+        if type(loss).curvature_sums is Loss.curvature_sums:
+            if self.preconditioner != "none":
+                logger.warning("Loss %s defines no curvature_sums; updates run without a preconditioner", loss.name)
+            return None
         shipped = blocks.context.broadcast(theta)
 
         def block_curvature(block):
             keep = ~np.isnan(block.y)
             return loss.curvature_sums(block.X[keep], block.y[keep], shipped.value), int(keep.sum())
 
-        try:
-            sums, count = blocks.map(block_curvature).treeReduce(lambda a, b: (a[0] + b[0], a[1] + b[1]))
-        except Exception as error:  # noqa: BLE001, a user loss may not implement curvature_sums
-            if "NotImplementedError" not in str(error):
-                raise
-            logger.warning("Loss %s has no curvature_sums; updates run without a preconditioner", loss.name)
-            return None
-        finally:
-            shipped.destroy()
+        sums, count = blocks.map(block_curvature).treeReduce(lambda a, b: (a[0] + b[0], a[1] + b[1]))
+        shipped.destroy()
         return sums / max(count, 1) + np.diag(loss.penalty_curvature(theta.size))
 
     def fit(self, df, *, test=None, reference=None, output_dir: str | None = None, overwrite: bool = False,
@@ -360,9 +358,9 @@ class ActiveClean:
                 if output:
                     output.append_history(record)
                 logger.info(
-                    "iteration %d: %d cleaned, step %.3g, test %s, model error %s, %.1f s",
-                    t, record["cleaned"], record["step_norm"], record.get("test"), record.get("model_error"),
-                    record["seconds"],
+                    "iteration %d: %d cleaned, step norm %.3g%s%s, %.1f s",
+                    t, record["cleaned"], record["step_norm"], _format_metrics(record.get("test")),
+                    f", model error {record['model_error']:.4f}" if "model_error" in record else "", record["seconds"],
                 )
                 if self._should_stop(record):
                     break
@@ -469,30 +467,35 @@ class ActiveClean:
             rows = validate_cleaned(frame, cleaned, self.key, batch.schema)
             X, y = self._features_of(batch, rows, list(cleaned.removed), featurizer)
         except CleanerError as error:
-            self._save_partial(error.partial, frame, batch.schema, t, distinct, counts, output)
+            self._save_partial(error.partial, frame, t, distinct, counts, output)
             raise
         if output:
-            output.append_audit(self._audit_records(frame, rows, cleaned.removed, t, distinct, counts, applied=True))
+            output.append_audit(
+                self._audit_records(frame, rows.to_pylist(), cleaned.removed, t, distinct, counts, applied=True)
+            )
         return rows, list(cleaned.removed), X, y
 
-    def _save_partial(self, partial, frame, schema, t, distinct, counts, output):
+    def _save_partial(self, partial, frame, t, distinct, counts, output):
         """Record what a failing cleaner did return, so none of its work is lost."""
         if output is None or partial is None:
             return
-        kept = [k for k in partial.table[self.key].tolist() if k in set(frame[self.key].tolist())] if len(partial.table) else []
-        try:
-            rows = pa.Table.from_pandas(partial.table[partial.table[self.key].isin(kept)], schema=schema, preserve_index=False)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError):
-            rows = schema.empty_table()
+        returned = partial.table
+        if len(returned) and self.key in returned.columns:
+            returned = returned[returned[self.key].isin(frame[self.key])]
+            rows = returned.to_dict(orient="records")
+        else:
+            rows = []
+        # The values are kept as the cleaner returned them, even when they
+        # fail the schema check, so that the audit trail loses nothing.
         records = self._audit_records(frame, rows, list(partial.removed), t, distinct, counts, applied=False)
         if records:
             output.append_audit(records)
             logger.warning("Saved %d records the cleaner returned before failing to the audit trail", len(records))
 
-    def _audit_records(self, frame, rows: pa.Table, removed, t, distinct, counts, *, applied):
+    def _audit_records(self, frame, rows: list[dict], removed, t, distinct, counts, *, applied):
         key = self.key
         dirty = {record[key]: record for record in frame.to_dict(orient="records")}
-        cleaned = {record[key]: record for record in rows.to_pylist()}
+        cleaned = {record[key]: record for record in rows}
         info = {d.key: (d.probability, int(c)) for d, c in zip(distinct, counts)}
         records = []
         for k in [*cleaned, *removed]:
@@ -564,7 +567,7 @@ class ActiveClean:
         theta_c = fit_lbfgs(block_objective(blocks, self.loss), np.zeros(self.loss.n_parameters(featurizer.n_features)))
         blocks.unpersist()
         metrics = evaluate_blocks(test_blocks, self.loss, theta_c) if test_blocks is not None else {}
-        logger.info("Fully clean reference model: test metrics %s", metrics)
+        logger.info("Fully clean reference model trained%s", _format_metrics(metrics))
         return ActiveCleanModel(theta_c, featurizer, self.loss, {"test": metrics})
 
     def _write_outputs(self, output, df, result):
@@ -573,6 +576,12 @@ class ActiveClean:
         if result.reference_model is not None:
             result.reference_model.save(output.file("clean_model"))
         output.write_table(df, self.key, result.cleaned, result.removed)
+
+
+def _format_metrics(metrics: dict | None) -> str:
+    if not metrics:
+        return ""
+    return ", test " + " ".join(f"{name} {value:.4f}" for name, value in metrics.items() if name != "n")
 
 
 def _relative_error(theta, theta_c) -> float:

@@ -36,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["FeatureSpec", "Featurizer", "value_text"]
+__all__ = ["FeatureSpec", "Featurizer", "FunctionFeaturizer", "value_text"]
 
 # A number as Spark and most CSV writers print it, with optional exponent.
 _NUMBER_PATTERN = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
@@ -325,6 +325,13 @@ class Featurizer:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Featurizer":
+        if "function" in data:
+            from .config import import_function
+
+            return FunctionFeaturizer(
+                import_function(data["function"], "featurizer function"), data["feature_names"],
+                columns=data["columns"], label=data["label"]["name"], task=data["label"]["task"],
+            )
         return cls(numeric=data["numeric"], categorical=data["categorical"], label=data["label"],
                    hashed=data.get("hashed", []))
 
@@ -336,3 +343,62 @@ class Featurizer:
     def load(cls, path: str) -> "Featurizer":
         with open(path, encoding="utf-8") as handle:
             return cls.from_dict(json.load(handle))
+
+
+class FunctionFeaturizer(Featurizer):
+    """A user's featurize function in place of a :class:`FeatureSpec`.
+
+    Parameters
+    ----------
+    function : callable
+        ``function(table: pyarrow.Table) -> (X, y)`` with ``X`` of shape
+        ``(n, len(feature_names))`` and ``y`` of shape ``(n,)``; NaN in ``y``
+        marks a record unusable for training.  It must be vectorized over the
+        table, importable by module and name on the executors, and give a
+        cleaned record and its dirty original the same feature space.
+    feature_names : list of str
+        One name per column of ``X``.
+    columns : list of str
+        Input columns the function reads, label included.
+    label : str
+        Label column, named in error messages.
+    task : {"classification", "regression"}, default="classification"
+        Kind of label the function returns (0/1 for classification).
+    """
+
+    def __init__(self, function, feature_names: list[str], *, columns: list[str], label: str,
+                 task: str = "classification"):
+        if not callable(function):
+            raise TypeError(f"featurize function must be callable, got {type(function).__name__}")
+        self.function = function
+        self._columns = list(columns)
+        if label not in self._columns:
+            self._columns.append(label)
+        super().__init__(numeric=[], categorical=[], label={"name": label, "task": task, "classes": ["0", "1"]})
+        self.feature_names = list(feature_names)
+
+    @property
+    def columns(self) -> list[str]:
+        return self._columns
+
+    def transform(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        X, y = self.function(table)
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        expected = (table.num_rows, self.n_features)
+        if X.shape != expected:
+            raise ValueError(f"featurize function returned X of shape {X.shape}, expected {expected}")
+        if y.shape != (table.num_rows,):
+            raise ValueError(f"featurize function returned y of shape {y.shape}, expected ({table.num_rows},)")
+        return X, y
+
+    def labels(self, table: pa.Table) -> np.ndarray:
+        return self.transform(table)[1]
+
+    def to_dict(self) -> dict:
+        return {
+            "function": f"{self.function.__module__}:{self.function.__qualname__}",
+            "feature_names": self.feature_names,
+            "columns": self._columns,
+            "label": self.label,
+        }

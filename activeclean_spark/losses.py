@@ -78,8 +78,8 @@ class Loss:
         raise NotImplementedError
 
     def to_dict(self) -> dict:
-        """Describe the loss for the saved model."""
-        return {"name": self.name}
+        """Describe the loss for the saved model; a user loss is found again by its class path."""
+        return {"name": self.name, "class": f"{type(self).__module__}:{type(self).__qualname__}"}
 
 
 class LinearModelLoss(Loss):
@@ -292,7 +292,15 @@ LOSS_NAMES = tuple(_LOSSES)
 
 
 def make_loss(name: str, **params) -> Loss:
-    """Build a built-in loss by name, for example ``make_loss("logistic", reg=0.01)``."""
+    """Build a built-in loss by name, for example ``make_loss("logistic", reg=0.01)``.
+
+    A ``class`` parameter of the form ``module:Class`` builds a user loss
+    instead, with no arguments (the form :meth:`Loss.to_dict` saves).
+    """
+    if name not in _LOSSES and "class" in params:
+        from .config import import_function
+
+        return import_function(params["class"], "loss class")()
     if name not in _LOSSES:
         raise ValueError(f"loss must be one of {', '.join(LOSS_NAMES)}, got {name!r}")
     return _LOSSES[name](**params)

@@ -13,7 +13,12 @@ os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
 os.environ["PYSPARK_PYTHON"] = sys.executable
 os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
 
-SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+# Python workers import what the tests define (a user loss, a cleaner) by
+# module name, as executors import a user's shipped modules.
+TESTS = os.path.dirname(os.path.abspath(__file__))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [TESTS, os.environ.get("PYTHONPATH")]))
+
+SHARED_DATA = os.path.join(TESTS, "..", "..", "shared", "data")
 
 
 @pytest.fixture(scope="session")

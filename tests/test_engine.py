@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from activeclean_spark import ActiveClean, FeatureSpec, LogisticLoss, OracleCleaner
+from activeclean_spark import (
+    ActiveClean,
+    ActiveCleanModel,
+    FeatureSpec,
+    FunctionFeaturizer,
+    LogisticLoss,
+    Loss,
+    OracleCleaner,
+)
 from conftest import make_tables
 
 SEEDS = range(5)
@@ -117,3 +125,78 @@ def test_missing_column_and_duplicate_key_are_rejected(spark):
     duplicated = spark.createDataFrame(dirty.assign(id=dirty["id"] % 5))
     with pytest.raises(ValueError, match="key column 'id' is not unique"):
         engine.prepare(duplicated)
+
+
+class SquaredError(Loss):
+    """A user-defined loss written against the base protocol only."""
+
+    name = "squared_error"
+    task = "regression"
+
+    def n_parameters(self, n_features):
+        return n_features + 1
+
+    def _residuals(self, X, y, theta):
+        return X @ theta[:-1] + theta[-1] - y
+
+    def losses(self, X, y, theta):
+        return 0.5 * self._residuals(X, y, theta) ** 2
+
+    def gradients(self, X, y, theta):
+        residuals = self._residuals(X, y, theta)
+        return np.hstack([X * residuals[:, None], residuals[:, None]])
+
+    def predict(self, X, theta):
+        return X @ theta[:-1] + theta[-1]
+
+
+def test_user_defined_loss_runs_without_preconditioner(spark, caplog):
+    dirty, clean = make_tables(n=300, rate=0.1, seed=4)
+    clean_df = spark.createDataFrame(clean)
+    engine = ActiveClean(
+        key="id",
+        features=FeatureSpec(label="label", numeric=["x0", "x1"], task="regression"),
+        loss=SquaredError(),
+        cleaner=OracleCleaner(clean_df, "id"),
+        budget=40,
+        batch_size=20,
+        num_partitions=2,
+    )
+    with caplog.at_level("WARNING", logger="activeclean_spark.engine"):
+        result = engine.fit(spark.createDataFrame(dirty), reference=clean_df)
+    assert "defines no curvature_sums" in caplog.text
+    assert result.n_cleaned == 40
+    assert not np.array_equal(result.model.theta, result.dirty_model.theta)
+    assert np.all(np.isfinite(result.model.theta))
+
+
+def two_columns(table):
+    """Featurize function for the engine test: x0 and x1 as they are."""
+    X = np.column_stack([table.column(name).to_numpy(zero_copy_only=False) for name in ("x0", "x1")])
+    return X, table.column("label").to_numpy(zero_copy_only=False).astype(float)
+
+
+def test_featurize_function_runs_and_saves(spark, tmp_path):
+    dirty, clean = make_tables(n=300, rate=0.1, seed=4)
+    clean_df = spark.createDataFrame(clean)
+    engine = ActiveClean(
+        key="id",
+        features=FunctionFeaturizer(two_columns, ["x0", "x1"], columns=["x0", "x1"], label="label"),
+        loss=LogisticLoss(reg=0.01),
+        cleaner=OracleCleaner(clean_df, "id"),
+        budget=40,
+        batch_size=20,
+        num_partitions=2,
+    )
+    result = engine.fit(spark.createDataFrame(dirty), output_dir=str(tmp_path / "out"))
+    assert list(result.model.coefficients) == ["x0", "x1"]
+    loaded = ActiveCleanModel.load(str(tmp_path / "out"))
+    np.testing.assert_array_equal(loaded.theta, result.model.theta)
+
+
+def test_user_loss_model_loads(tmp_path):
+    featurizer = FunctionFeaturizer(two_columns, ["x0", "x1"], columns=["x0", "x1"], label="label", task="regression")
+    ActiveCleanModel(np.array([1.0, 2.0, 0.5]), featurizer, SquaredError()).save(str(tmp_path))
+    loaded = ActiveCleanModel.load(str(tmp_path))
+    assert isinstance(loaded.loss, SquaredError)
+    np.testing.assert_array_equal(loaded.theta, [1.0, 2.0, 0.5])

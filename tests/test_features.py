@@ -2,7 +2,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from activeclean_spark.features import FeatureSpec, Featurizer, value_text
+from activeclean_spark.features import FeatureSpec, Featurizer, FunctionFeaturizer, value_text
 
 
 def _table():
@@ -82,7 +82,9 @@ def test_regression_labels_are_parsed():
     table = pa.table({"count": [1, 2, 3], "target": ["1.5", "bad", None]})
     featurizer = spec.fit_from_statistics([spec.partial_statistics(table)])
     y = featurizer.labels(table)
-    assert y[0] == 1.5 and np.isnan(y[1]) and np.isnan(y[2])
+    assert y[0] == 1.5
+    assert np.isnan(y[1])
+    assert np.isnan(y[2])
 
 
 def test_numeric_column_of_dates_is_rejected():
@@ -153,3 +155,28 @@ def test_hashed_buckets_are_stable_across_featurizers():
     first = spec.fit_from_statistics([spec.partial_statistics(table)]).transform(table)[0]
     second = Featurizer.from_dict(spec.fit_from_statistics([spec.partial_statistics(table)]).to_dict()).transform(table)[0]
     np.testing.assert_array_equal(first, second)
+
+
+def squares(table):
+    """Featurize function for the tests: x and x squared, label as is."""
+    x = np.asarray(table.column("x").to_numpy(zero_copy_only=False), dtype=float)
+    return np.column_stack([x, x * x]), np.asarray(table.column("label").to_numpy(zero_copy_only=False), dtype=float)
+
+
+def test_function_featurizer_round_trip():
+    featurizer = FunctionFeaturizer(squares, ["x", "x2"], columns=["x"], label="label")
+    table = pa.table({"x": [1.0, 2.0], "label": [0, 1]})
+    X, y = featurizer.transform(table)
+    np.testing.assert_array_equal(X, [[1, 1], [2, 4]])
+    np.testing.assert_array_equal(y, [0, 1])
+    assert featurizer.columns == ["x", "label"]
+    loaded = Featurizer.from_dict(featurizer.to_dict())
+    np.testing.assert_array_equal(loaded.transform(table)[0], X)
+
+
+def test_function_featurizer_checks_shapes():
+    featurizer = FunctionFeaturizer(squares, ["x"], columns=["x"], label="label")
+    with pytest.raises(ValueError, match=r"featurize function returned X of shape \(2, 2\), expected \(2, 1\)"):
+        featurizer.transform(pa.table({"x": [1.0, 2.0], "label": [0, 1]}))
+    with pytest.raises(TypeError, match="featurize function must be callable, got str"):
+        FunctionFeaturizer("squares", ["x"], columns=["x"], label="label")

@@ -235,3 +235,16 @@ def test_missing_input_file_is_reported(spark, tmp_path, capsys):
     os.remove(tmp_path / "dirty.csv")
     assert main(["run", config, "--quiet"]) == 2
     assert "input file" in capsys.readouterr().err
+
+
+def test_cleaner_wrong_type_is_kept_in_audit(spark, tmp_path, capsys):
+    module = tmp_path / "type_cleaner.py"
+    module.write_text("def clean(record):\n    record['x0'] = 'unknown'\n    return record\n")
+    dirty, clean = make_tables(n=200, seed=7)
+    config = _write_config(tmp_path, dirty, clean, cleaner=f'kind = "record"\nfunction = "{module}:clean"')
+    assert main(["run", config, "--quiet"]) == 1
+    assert "cleaner returned a value in column 'x0' that is not of type double" in capsys.readouterr().err
+    audit = _read_lines(tmp_path / "out" / "audit.jsonl")
+    assert 0 < len(audit) <= 20
+    assert all(record["applied"] is False for record in audit)
+    assert all(record["cleaned"]["x0"] == "unknown" for record in audit)
