@@ -41,11 +41,17 @@ def check_key(df: DataFrame, key: str) -> None:
         raise ValueError(f"key column {key!r} not found; columns are {df.columns}")
     nulls = df.where(F.col(key).isNull()).limit(1).count()
     if nulls:
-        raise ValueError(f"key column {key!r} contains null values; every record needs a unique key")
+        raise ValueError(
+            f"key column {key!r} contains null values; give every record a unique key "
+            "(the configuration's input.row_number = true numbers the rows of a single file)"
+        )
     duplicates = df.groupBy(key).count().where(F.col("count") > 1).limit(3).collect()
     if duplicates:
         shown = ", ".join(repr(row[key]) for row in duplicates)
-        raise ValueError(f"key column {key!r} is not unique: {shown} occur more than once")
+        raise ValueError(
+            f"key column {key!r} is not unique: {shown} occur more than once; "
+            "deduplicate the table or choose a key column that identifies each record"
+        )
 
 
 def arrow_partitions(df: DataFrame, key: str, num_partitions: int):

@@ -79,7 +79,10 @@ class RecordCleaner(_FunctionCleaner):
 
     def clean(self, batch, key):
         rows, removed = [], []
-        for record in batch.to_dict(orient="records"):
+        # Missing values reach the function as None, as Spark shows them,
+        # instead of the NaN that pandas uses in numeric columns.
+        records = batch.astype(object).where(batch.notna(), None).to_dict(orient="records")
+        for record in records:
             try:
                 result = self.function(dict(record))
             except Exception as error:
@@ -178,6 +181,16 @@ def _arrow_column(series: pd.Series, field_type: pa.DataType):
     return pa.Array.from_pandas(series, type=field_type)
 
 
+def _first_invalid(table: pd.DataFrame, key: str, name: str, field_type: pa.DataType):
+    """Return the key and value of the first row whose value in column ``name`` does not fit ``field_type``."""
+    for record_key, value in zip(table[key].tolist(), table[name].tolist()):
+        try:
+            pa.array([value], type=field_type, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+            return record_key, value
+    return None, None
+
+
 def validate_cleaned(batch: pd.DataFrame, cleaned: CleanedBatch, key: str, schema: pa.Schema) -> pa.Table:
     """Check a cleaner's output against its input and return the cleaned rows as Arrow.
 
@@ -189,9 +202,10 @@ def validate_cleaned(batch: pd.DataFrame, cleaned: CleanedBatch, key: str, schem
     extra = [c for c in table.columns if c not in expected]
     absent = [c for c in expected if c not in table.columns]
     if extra or absent:
+        keys = ", ".join(repr(k) for k in batch[key].tolist()[:5])
         raise CleanerError(
-            f"cleaner changed the schema: added columns {extra}, dropped columns {absent}; "
-            "return exactly the input columns",
+            f"cleaner changed the schema of the batch with {key} {keys} ...: added columns {extra}, "
+            f"dropped columns {absent}; return exactly the input columns",
             cleaned,
         )
 
@@ -226,8 +240,10 @@ def validate_cleaned(batch: pd.DataFrame, cleaned: CleanedBatch, key: str, schem
         try:
             arrays.append(_arrow_column(table[name], schema.field(name).type))
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as error:
+            record_key, value = _first_invalid(table, key, name, schema.field(name).type)
             raise CleanerError(
-                f"cleaner returned a value in column {name!r} that is not of type {schema.field(name).type}: {error}",
+                f"cleaner returned {name}={value!r} for record {key}={record_key!r}, which is not of the "
+                f"column's type {schema.field(name).type} ({error}); return a value of that type or None",
                 cleaned,
             ) from None
     return pa.Table.from_arrays(arrays, schema=schema)

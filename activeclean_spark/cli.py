@@ -22,7 +22,8 @@ def _parser() -> argparse.ArgumentParser:
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.OPTION=VALUE",
         help="override one configuration value, for example --set run.budget=200 (repeatable)",
     )
-    run.add_argument("--master", help="Spark master URL for a session started here, for example local[2]")
+    run.add_argument("--master", help="Spark master URL for a session started here, for example local[2] "
+                     "(same as --set spark.master=...)")
     run.add_argument("--quiet", action="store_true", help="log warnings and errors only")
     return parser
 
@@ -37,7 +38,7 @@ def _summary(result) -> dict:
         "clean_test": metrics.get("clean_test"),
         "model_error": metrics.get("model_error"),
         "dirty_model_error": metrics.get("dirty_model_error"),
-        "seconds": result.history[-1]["seconds"] if result.history else None,
+        "seconds": round(result.seconds, 1),
         "output_dir": result.output_dir,
     }
 

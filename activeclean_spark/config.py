@@ -24,13 +24,18 @@ SECTIONS = {
     "model": {"loss": "logistic", "reg": 1e-3, "delta": 1.0},
     "cleaner": {"kind": "oracle", "path": None, "format": None, "options": None, "function": None,
                 "missing": "error"},
-    "test": {"fraction": None, "path": None, "format": None, "options": None},
+    "test": {"fraction": None, "seed": 0, "path": None, "format": None, "options": None},
     "run": {"budget": None, "budget_fraction": None, "batch_size": 50, "seed": 0, "floor": 0.05,
             "step_schedule": "inverse_sqrt", "step_size": 0.1, "tol": 0.0, "target": None, "partitions": None,
             "reference": False, "preconditioner": "hessian",
             "control_variate": True},
     "output": {"dir": "output", "overwrite": False},
 }
+
+
+# Options that exclude one another: an override that sets one drops the
+# others, so --set run.budget=300 works on a file that sets budget_fraction.
+EXCLUSIVE = [("input", ("path", "dataset")), ("run", ("budget", "budget_fraction")), ("test", ("fraction", "path"))]
 
 
 class ConfigError(ValueError):
@@ -67,6 +72,11 @@ def apply_override(raw: dict, assignment: str) -> None:
         if not isinstance(target, dict):
             raise ConfigError(f"override {assignment!r}: {part!r} is not a section")
     target[parts[-1]] = _parse_value(text.strip())
+    for section, options in EXCLUSIVE:
+        if len(parts) == 2 and parts[0] == section and parts[1] in options:
+            for other in options:
+                if other != parts[1]:
+                    target.pop(other, None)
 
 
 def load_config(path: str, overrides: list[str] | None = None) -> Config:
@@ -114,7 +124,7 @@ def _validate(raw: dict) -> dict:
 
     run = sections["run"]
     if (run["budget"] is None) == (run["budget_fraction"] is None):
-        raise ConfigError("set exactly one of run.budget (records) and run.budget_fraction (share of the input)")
+        raise ConfigError("set exactly one of run.budget (records) and run.budget_fraction (share of the training records)")
     if run["budget_fraction"] is not None and not 0 < run["budget_fraction"] <= 1:
         raise ConfigError(f"run.budget_fraction must be in (0, 1], got {run['budget_fraction']!r}")
     fraction = sections["test"]["fraction"]

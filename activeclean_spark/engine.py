@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 def _positive_int(name, value, *, allow_zero=False):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if allow_zero else 1):
-        bound = ">= 0" if allow_zero else "a positive integer"
+        bound = "an integer >= 0" if allow_zero else "a positive integer"
         raise ValueError(f"{name} must be {bound}, got {value!r}")
     return int(value)
 
@@ -42,6 +42,7 @@ class ActiveCleanResult:
     removed: list
     history: list = field(default_factory=list)
     output_dir: str | None = None
+    seconds: float = 0.0  # wall-clock time of prepare and run, outputs included
 
     @property
     def n_cleaned(self) -> int:
@@ -203,10 +204,14 @@ class ActiveClean:
     # -- set-up -----------------------------------------------------------
 
     def _check_columns(self, df, what: str) -> None:
-        expected = self.features.columns + [self.key]
-        absent = [c for c in expected if c not in df.columns]
+        label = self.features.label if isinstance(self.features, FeatureSpec) else self.features.label["name"]
+        roles = {column: "a feature" for column in self.features.columns}
+        roles[label] = "the label"
+        roles[self.key] = "the key"
+        absent = [column for column in roles if column not in df.columns]
         if absent:
-            raise ValueError(f"{what} has no column {absent}; its columns are {df.columns}")
+            named = ", ".join(f"{column!r} ({roles[column]})" for column in absent)
+            raise ValueError(f"{what} has no column {named}; its columns are {df.columns}")
 
     def _fit_featurizer(self, partitions) -> Featurizer:
         if isinstance(self.features, Featurizer):
@@ -388,7 +393,8 @@ class ActiveClean:
                 self._write_outputs(output, prepared.df if table is None else table, result)
         if error is not None:
             raise error
-        logger.info("Finished: %d records cleaned in %d iterations, %.1f s", result.n_cleaned, len(history), time.perf_counter() - started)
+        result.seconds = time.perf_counter() - started
+        logger.info("Finished: %d records cleaned in %d iterations, %.1f s", result.n_cleaned, len(history), result.seconds)
         return result
 
     def _iterate(self, t, blocks, featurizer, theta, store, output, preconditioner, schedule):

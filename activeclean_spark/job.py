@@ -49,6 +49,25 @@ def read_table(spark, path: str, fmt: str, options: dict, *, row_number_key: str
     return numbered.drop(ROW_NUMBER_ORDER)
 
 
+# Parameter names in the library's messages, and the options that set them.
+OPTION_NAMES = {
+    "loss": "model.loss", "reg": "model.reg", "delta": "model.delta",
+    "step schedule": "run.step_schedule", "step size": "run.step_size",
+    "budget": "run.budget", "batch_size": "run.batch_size", "floor": "run.floor", "seed": "run.seed",
+    "tol": "run.tol", "preconditioner": "run.preconditioner", "control_variate": "run.control_variate",
+    "num_partitions": "run.partitions", "task": "features.task", "max_categories": "features.max_categories",
+    "hash_buckets": "features.hash_buckets",
+}
+
+
+def _option_message(message: str) -> str:
+    """Name the configuration option in a library message that names a parameter."""
+    for name, option in OPTION_NAMES.items():
+        if message.startswith(name + " "):
+            return option + message[len(name):]
+    return message
+
+
 def _split(df, key: str, fraction: float, seed: int):
     """Split by a hash of the key, so the split is the same on every run and cluster."""
     from pyspark.sql import functions as F
@@ -93,8 +112,8 @@ def _tables(spark, config: Config):
     elif test_config["fraction"]:
         if clean is None:
             raise ConfigError("test.fraction holds out clean records, so it needs the oracle cleaner; use test.path instead")
-        dirty, _ = _split(dirty, key, test_config["fraction"], config["run"]["seed"])
-        _, test = _split(clean, key, test_config["fraction"], config["run"]["seed"])
+        dirty, _ = _split(dirty, key, test_config["fraction"], test_config["seed"])
+        _, test = _split(clean, key, test_config["fraction"], test_config["seed"])
     return dirty, clean, test, key, features, table
 
 
@@ -125,7 +144,7 @@ def build_job(config: Config, spark=None):
         spec = FeatureSpec(task=task or loss.task, **feature_options)
         step = StepSchedule(run["step_schedule"], run["step_size"])
     except (ValueError, TypeError) as error:
-        raise ConfigError(str(error)) from None
+        raise ConfigError(_option_message(str(error))) from None
     if spec.task != loss.task:
         raise ConfigError(f"features.task is {spec.task!r} but loss {loss.name!r} is for {loss.task}")
 
@@ -136,7 +155,7 @@ def build_job(config: Config, spark=None):
     try:
         engine = _engine(config, spec, loss, step, budget, clean, key)
     except (ValueError, TypeError) as error:
-        raise ConfigError(str(error)) from None
+        raise ConfigError(_option_message(str(error))) from None
     return engine, dirty, test, clean if run["reference"] else None, table
 
 

@@ -72,12 +72,19 @@ class ActiveCleanModel:
         return float(self.theta[-1])
 
     def predict_table(self, table: pa.Table) -> np.ndarray:
-        """Predict for an Arrow table with the input columns."""
+        """Predict for an Arrow table with the feature columns; the label column may be absent."""
+        label = self.featurizer.label["name"]
+        if label not in table.column_names:
+            table = table.append_column(label, pa.nulls(table.num_rows, pa.string()))
         X, _ = self.featurizer.transform(table)
         return self.loss.predict(X, self.theta)
 
     def transform(self, df, output_column: str = "prediction"):
-        """Add a prediction column (float) to a Spark DataFrame, computed per Arrow batch."""
+        """Add a float prediction column to a Spark DataFrame, computed per Arrow batch.
+
+        Classification models predict 1.0 for the positive class and 0.0
+        otherwise; regression models predict the label value.
+        """
         model = self
 
         def predict(batches):

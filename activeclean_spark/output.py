@@ -38,8 +38,19 @@ def _json_value(value):
     return str(value)
 
 
+def _finite(value):
+    """Replace NaN and infinities, which JSON cannot hold, by null throughout a record."""
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+        return None
+    return value
+
+
 def _dumps(record: dict) -> str:
-    return json.dumps(record, default=_json_value, allow_nan=False)
+    return json.dumps(_finite(record), default=_json_value, allow_nan=False)
 
 
 class OutputDirectory:
@@ -58,10 +69,10 @@ class OutputDirectory:
         self.path = path
         os.makedirs(path, exist_ok=True)
         audit = os.path.join(path, AUDIT_FILE)
-        if os.path.exists(audit) and not overwrite:
+        if os.path.exists(audit) and os.path.getsize(audit) > 0 and not overwrite:
             raise FileExistsError(
-                f"output directory {path!r} already holds an audit trail of an earlier run; "
-                "choose another output directory or set overwrite = true"
+                f"output directory {path!r} already contains the audit trail of an earlier run's cleaned records; "
+                "choose another output directory, or set output.overwrite = true (overwrite=True in Python)"
             )
         for name in (AUDIT_FILE, HISTORY_FILE):
             open(os.path.join(path, name), "w", encoding="utf-8").close()
@@ -70,9 +81,10 @@ class OutputDirectory:
         return os.path.join(self.path, name)
 
     def _append(self, name: str, records: list[dict]) -> None:
+        # Serialize first, so a value that cannot be written leaves no half batch behind.
+        text = "".join(_dumps(record) + "\n" for record in records)
         with open(self.file(name), "a", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(_dumps(record) + "\n")
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
 

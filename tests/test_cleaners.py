@@ -82,7 +82,7 @@ def test_batch_cleaner_must_return_dataframe():
 
 def test_added_column_is_rejected():
     table = _batch().assign(extra=1)
-    with pytest.raises(CleanerError, match=r"cleaner changed the schema: added columns \['extra'\], dropped columns \[\]"):
+    with pytest.raises(CleanerError, match=r"cleaner changed the schema of the batch with id 1, 2, 3 ...: added columns \['extra'\], dropped columns \[\]"):
         validate_cleaned(_batch(), CleanedBatch(table), "id", SCHEMA)
 
 
@@ -93,8 +93,8 @@ def test_dropped_column_is_rejected():
 
 
 def test_wrong_type_names_the_column():
-    table = _batch().assign(x=["1.0", "oops", "2"])
-    with pytest.raises(CleanerError, match="cleaner returned a value in column 'x' that is not of type double"):
+    table = _batch().assign(x=[1.0, "oops", 2.0])
+    with pytest.raises(CleanerError, match=r"cleaner returned x='oops' for record id=2, which is not of the column's type double"):
         validate_cleaned(_batch(), CleanedBatch(table), "id", SCHEMA)
 
 
@@ -152,3 +152,14 @@ def test_oracle_checks_columns(spark):
         OracleCleaner(clean, "key")
     with pytest.raises(ValueError, match="missing must be 'error' or 'remove', got 'skip'"):
         OracleCleaner(clean, "id", missing="skip")
+
+
+def test_record_cleaner_sees_none_for_missing_values():
+    seen = []
+
+    def cleaner(record):
+        seen.append(record["x"])
+        return record
+
+    RecordCleaner(cleaner).clean(_batch(), "id")
+    assert seen == [1.0, -50.0, None]

@@ -119,7 +119,7 @@ def test_missing_column_and_duplicate_key_are_rejected(spark):
         key="id", features=FeatureSpec(label="label", numeric=["x9"]), loss=LogisticLoss(),
         cleaner=OracleCleaner(clean_df, "id"), budget=5,
     )
-    with pytest.raises(ValueError, match=r"input table has no column \['x9'\]"):
+    with pytest.raises(ValueError, match=r"input table has no column 'x9' \(a feature\)"):
         engine.prepare(spark.createDataFrame(dirty))
     engine.features = FeatureSpec(label="label", numeric=["x0"])
     duplicated = spark.createDataFrame(dirty.assign(id=dirty["id"] % 5))

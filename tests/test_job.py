@@ -95,6 +95,15 @@ def test_saved_model_predicts(completed_run, spark):
     assert set(predictions["prediction"].unique()) <= {0.0, 1.0}
 
 
+def test_saved_model_predicts_without_label(completed_run, spark):
+    out, dirty, _ = completed_run
+    model = ActiveCleanModel.load(str(out))
+    unlabeled = spark.createDataFrame(dirty.drop(columns=["label"]))
+    predictions = model.transform(unlabeled).toPandas()
+    assert list(predictions.columns) == ["id", "x0", "x1", "x2", "x3", "color", "prediction"]
+    assert predictions["prediction"].notna().all()
+
+
 def test_history_file(completed_run):
     out, _, _ = completed_run
     history = _read_lines(out / "history.jsonl")
@@ -197,11 +206,11 @@ def test_cleaner_returning_bad_label_stops(spark, tmp_path, capsys):
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("run.batch_size=0", "batch_size must be a positive integer, got 0"),
+        ("run.batch_size=0", "run.batch_size must be a positive integer, got 0"),
         ("run.colour=1", "unknown option run.colour; options of \\[run\\] are"),
-        ("model.loss=\"svm\"", "loss must be one of least_squares, logistic, hinge, huber, got 'svm'"),
-        ("run.step_schedule=\"adam\"", "step schedule must be one of constant, inverse, inverse_sqrt, adagrad"),
-        ("features.label=\"missing_column\"", "input table has no column \\['missing_column'\\]"),
+        ("model.loss=\"svm\"", "model.loss must be one of least_squares, logistic, hinge, huber, got 'svm'"),
+        ("run.step_schedule=\"adam\"", "run.step_schedule must be one of constant, inverse, inverse_sqrt, adagrad"),
+        ("features.label=\"missing_column\"", "input table has no column 'missing_column' \\(the label\\)"),
         ("input.key=\"color\"", "key column 'color' is not unique"),
     ],
 )
@@ -243,8 +252,39 @@ def test_cleaner_wrong_type_is_kept_in_audit(spark, tmp_path, capsys):
     dirty, clean = make_tables(n=200, seed=7)
     config = _write_config(tmp_path, dirty, clean, cleaner=f'kind = "record"\nfunction = "{module}:clean"')
     assert main(["run", config, "--quiet"]) == 1
-    assert "cleaner returned a value in column 'x0' that is not of type double" in capsys.readouterr().err
+    assert "cleaner returned x0='unknown' for record id=" in capsys.readouterr().err
     audit = _read_lines(tmp_path / "out" / "audit.jsonl")
     assert 0 < len(audit) <= 20
     assert all(record["applied"] is False for record in audit)
     assert all(record["cleaned"]["x0"] == "unknown" for record in audit)
+
+
+def test_missing_values_reach_audit_as_null(spark, tmp_path):
+    dirty, clean = make_tables(n=200, seed=10)
+    missing = np.arange(len(dirty)) % 3 == 0
+    dirty.loc[missing, "x1"] = np.nan
+    clean.loc[missing, "x1"] = np.nan
+    config = _write_config(tmp_path, dirty, clean)
+    assert main(["run", config, "--quiet"]) == 0
+    audit = _read_lines(tmp_path / "out" / "audit.jsonl")
+    assert len(audit) == 60
+    with_null = [r for r in audit if r["dirty"]["x1"] is None]
+    assert with_null
+    assert all(r["cleaned"]["x1"] is None for r in with_null)
+
+
+def test_failed_run_does_not_block_rerun(spark, tmp_path, capsys):
+    dirty, clean = make_tables(n=100, seed=11)
+    config = _write_config(tmp_path, dirty, clean)
+    assert main(["run", config, "--quiet", "--set", 'features.label="no_such_label"']) == 2
+    assert "input table has no column 'no_such_label' (the label)" in capsys.readouterr().err
+    assert main(["run", config, "--quiet", "--set", "run.budget=20"]) == 0
+    assert len(_read_lines(tmp_path / "out" / "audit.jsonl")) == 20
+
+
+def test_override_replaces_exclusive_option(tmp_path):
+    dirty, clean = make_tables(n=20, seed=12)
+    path = _write_config(tmp_path, dirty, clean)
+    config = load_config(path, ["run.budget_fraction=0.5"])
+    assert config["run"]["budget_fraction"] == 0.5
+    assert config["run"]["budget"] is None
