@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -194,12 +195,18 @@ def test_failing_cleaner_keeps_cleaned_records(spark, tmp_path, capsys):
     assert json.loads((out / "model.json").read_text())["metrics"]["records_cleaned"] == 20
 
 
-def test_cleaner_returning_bad_label_stops(spark, tmp_path, capsys):
-    module = tmp_path / "label_cleaner.py"
-    module.write_text("def clean(record):\n    record['label'] = 7\n    return record\n")
+def _run_with_record_cleaner(tmp_path, source):
+    """Run a job whose record cleaner is ``clean`` in ``source``; return its exit status."""
+    module = tmp_path / "user_cleaner.py"
+    module.write_text(source)
     dirty, clean = make_tables(n=200, seed=7)
     config = _write_config(tmp_path, dirty, clean, cleaner=f'kind = "record"\nfunction = "{module}:clean"')
-    assert main(["run", config, "--quiet"]) == 1
+    return main(["run", config, "--quiet"])
+
+
+def test_cleaner_returning_bad_label_stops(spark, tmp_path, capsys):
+    status = _run_with_record_cleaner(tmp_path, "def clean(record):\n    record['label'] = 7\n    return record\n")
+    assert status == 1
     assert "has label label=7, which is not a usable label" in capsys.readouterr().err
 
 
@@ -219,8 +226,6 @@ def test_invalid_configuration_is_reported(spark, tmp_path, capsys, override, me
     config = _write_config(tmp_path, dirty, clean, extra="overwrite = true")
     status = main(["run", config, "--quiet", "--set", override])
     assert status != 0
-    import re
-
     assert re.search(message, capsys.readouterr().err)
 
 
@@ -247,11 +252,8 @@ def test_missing_input_file_is_reported(spark, tmp_path, capsys):
 
 
 def test_cleaner_wrong_type_is_kept_in_audit(spark, tmp_path, capsys):
-    module = tmp_path / "type_cleaner.py"
-    module.write_text("def clean(record):\n    record['x0'] = 'unknown'\n    return record\n")
-    dirty, clean = make_tables(n=200, seed=7)
-    config = _write_config(tmp_path, dirty, clean, cleaner=f'kind = "record"\nfunction = "{module}:clean"')
-    assert main(["run", config, "--quiet"]) == 1
+    status = _run_with_record_cleaner(tmp_path, "def clean(record):\n    record['x0'] = 'unknown'\n    return record\n")
+    assert status == 1
     assert "cleaner returned x0='unknown' for record id=" in capsys.readouterr().err
     audit = _read_lines(tmp_path / "out" / "audit.jsonl")
     assert 0 < len(audit) <= 20
