@@ -99,11 +99,11 @@ def _validate(raw: dict) -> dict:
         raise ConfigError(f"unknown section [{unknown[0]}]; sections are {', '.join(SECTIONS)}")
     sections = {}
     for name, defaults in SECTIONS.items():
-        given = raw.get(name, {})
-        extra = [k for k in given if k not in defaults]
+        options = raw.get(name, {})
+        extra = [k for k in options if k not in defaults]
         if extra:
             raise ConfigError(f"unknown option {name}.{extra[0]}; options of [{name}] are {', '.join(defaults)}")
-        sections[name] = {**defaults, **given}
+        sections[name] = {**defaults, **options}
 
     source = sections["input"]
     if (source["path"] is None) == (source["dataset"] is None):

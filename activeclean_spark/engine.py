@@ -72,7 +72,11 @@ class PreparedData:
 
 
 class _CleanedStore:
-    """Driver-side R_clean: cleaned rows, their features and their block positions."""
+    """Driver-side R_clean: cleaned rows, their features and their block positions.
+
+    NOTE: the features of R_clean stay in driver memory (8 bytes times budget
+    times features), which bounds the budget by the driver's heap.
+    """
 
     def __init__(self, schema: pa.Schema, n_features: int):
         self.rows = schema.empty_table()
@@ -203,7 +207,7 @@ class ActiveClean:
 
     # -- set-up -----------------------------------------------------------
 
-    def _check_columns(self, df, what: str) -> None:
+    def _check_columns(self, df, table_name: str) -> None:
         label = self.features.label if isinstance(self.features, FeatureSpec) else self.features.label["name"]
         roles = {column: "a feature" for column in self.features.columns}
         roles[label] = "the label"
@@ -211,7 +215,7 @@ class ActiveClean:
         absent = [column for column in roles if column not in df.columns]
         if absent:
             named = ", ".join(f"{column!r} ({roles[column]})" for column in absent)
-            raise ValueError(f"{what} has no column {named}; its columns are {df.columns}")
+            raise ValueError(f"{table_name} has no column {named}; its columns are {df.columns}")
 
     def _fit_featurizer(self, partitions) -> Featurizer:
         if isinstance(self.features, Featurizer):
@@ -475,6 +479,8 @@ class ActiveClean:
         except CleanerError as error:
             self._save_partial(error.partial, frame, t, distinct, counts, output)
             raise
+        # NOTE: the audit lines are synced before this iteration's update, so
+        # after a kill the audit trail can hold one batch more than the history.
         if output:
             output.append_audit(
                 self._audit_records(frame, rows.to_pylist(), cleaned.removed, t, distinct, counts, applied=True)

@@ -54,7 +54,10 @@ def _dumps(record: dict) -> str:
 
 
 class OutputDirectory:
-    """Writer for one run's output directory (a local path).
+    """Writer for one run's output directory.
+
+    NOTE: the JSON files go through local file I/O, so ``path`` must be a
+    local directory even on a cluster; only the table is written by Spark.
 
     Parameters
     ----------
