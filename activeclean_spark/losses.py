@@ -164,6 +164,31 @@ class LinearModelLoss(Loss):
         sums[-1, -1] = weights.sum()
         return sums
 
+    def margin_label_derivatives(self, margins: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Return d (d l / d m) / d y for every record."""
+        raise NotImplementedError
+
+    def gradient_changes(self, X, y, theta, dX, dy) -> np.ndarray:
+        """Return the first-order change of every record's gradient when x moves by dX and y by dy.
+
+        This is the Jacobian-vector product ``M_x dX + M_y dy`` of the
+        gradient ``[c x + reg w, c]`` with ``c = d l / d m``, shape ``(n, p)``:
+        the x part is ``[c dX + c' (w . dX) x, c' (w . dX)]`` and the y part
+        ``(d c / d y) dy [x, 1]``.  Piecewise-linear losses use ``c' = 0``,
+        their derivative almost everywhere.
+        """
+        w = theta[:-1]
+        margins = self.margins(X, theta)
+        c = self.margin_derivatives(margins, y)
+        curvature = self.margin_curvatures(margins, y)
+        slope = np.zeros_like(margins) if curvature is None else curvature
+        along = slope * (dX @ w) + self.margin_label_derivatives(margins, y) * dy
+        changes = np.empty((X.shape[0], X.shape[1] + 1))
+        np.multiply(dX, c[:, None], out=changes[:, :-1])
+        changes[:, :-1] += X * along[:, None]
+        changes[:, -1] = along
+        return changes
+
     def penalty_curvature(self, n_parameters: int) -> np.ndarray:
         """Return the diagonal of the penalty's Hessian: reg for the weights, 0 for the intercept."""
         diagonal = np.full(n_parameters, self.reg)
@@ -188,6 +213,9 @@ class LeastSquaresLoss(LinearModelLoss):
 
     def margin_curvatures(self, margins, y):
         return np.ones_like(margins)
+
+    def margin_label_derivatives(self, margins, y):
+        return -np.ones_like(margins)
 
     def predict(self, X, theta):
         return self.margins(X, theta)
@@ -223,6 +251,9 @@ class LogisticLoss(LinearModelLoss):
         s = _sigmoid(margins)
         return s * (1.0 - s)
 
+    def margin_label_derivatives(self, margins, y):
+        return -np.ones_like(margins)
+
     def predict(self, X, theta):
         return (self.margins(X, theta) > 0).astype(float)
 
@@ -245,6 +276,10 @@ class HingeLoss(LinearModelLoss):
     def margin_derivatives(self, margins, y):
         signs = 2.0 * y - 1.0
         return np.where(signs * margins < 1.0, -signs, 0.0)
+
+    def margin_label_derivatives(self, margins, y):
+        # c = -(2y - 1) inside the margin, so d c / d y = -2 there and 0 outside.
+        return np.where((2.0 * y - 1.0) * margins < 1.0, -2.0, 0.0)
 
     def predict(self, X, theta):
         return (self.margins(X, theta) > 0).astype(float)
@@ -279,6 +314,9 @@ class HuberLoss(LinearModelLoss):
 
     def margin_curvatures(self, margins, y):
         return (np.abs(margins - y) <= self.delta).astype(float)
+
+    def margin_label_derivatives(self, margins, y):
+        return -(np.abs(margins - y) <= self.delta).astype(float)
 
     def predict(self, X, theta):
         return self.margins(X, theta)

@@ -108,3 +108,40 @@ def test_loss_rejects_invalid_reg(reg):
 def test_huber_rejects_invalid_delta():
     with pytest.raises(ValueError, match="delta must be a finite number > 0, got 0"):
         HuberLoss(delta=0)
+
+
+@pytest.mark.parametrize("loss", LOSSES, ids=lambda loss: loss.name)
+def test_gradient_changes_match_finite_differences(loss):
+    X, y, theta = _data(loss, n=60)
+    rng = np.random.default_rng(3)
+    dX = rng.normal(size=X.shape)
+    # Classification labels move between 0 and 1; the derivative in y is
+    # the slope of the gradient along that move, taken at the current label.
+    dy = rng.normal(size=y.shape)
+    step = 1e-6
+    upper = loss.gradients(X + step * dX, y + step * dy, theta)
+    lower = loss.gradients(X - step * dX, y - step * dy, theta)
+    numeric = (upper - lower) / (2 * step)
+    # Rows near a kink (hinge margin, Huber threshold) have no derivative;
+    # the shift of +-1e-6 must keep a row on one side of it.
+    margins = loss.margins(X, theta)
+    shift = np.abs(dX @ theta[:-1]) * step + 1e-9
+    if isinstance(loss, HingeLoss):
+        smooth = np.abs(1 - (2 * y - 1) * margins) > 10 * shift + 1e-6
+    elif isinstance(loss, HuberLoss):
+        smooth = np.abs(np.abs(margins - y) - loss.delta) > 10 * (shift + np.abs(dy) * step)
+    else:
+        smooth = np.ones(X.shape[0], dtype=bool)
+    assert smooth.sum() > 30
+    np.testing.assert_allclose(loss.gradient_changes(X, y, theta, dX, dy)[smooth], numeric[smooth], atol=1e-6)
+
+
+def test_gradient_changes_match_published_least_squares_form():
+    loss = LeastSquaresLoss(reg=0.0)
+    X, y, theta = _data(loss, n=5)
+    dX = np.ones_like(X)
+    dy = np.full(y.shape, 0.5)
+    w = theta[:-1]
+    residuals = loss.margins(X, theta) - y
+    expected_weights = residuals[:, None] * dX + X * (dX @ w)[:, None] - X * dy[:, None]
+    np.testing.assert_allclose(loss.gradient_changes(X, y, theta, dX, dy)[:, :-1], expected_weights)
