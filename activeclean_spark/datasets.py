@@ -14,7 +14,7 @@ import pandas as pd
 
 __all__ = ["breast_cancer", "corrupt", "DATASETS", "CORRUPTIONS"]
 
-CORRUPTIONS = ("random", "systematic")
+CORRUPTIONS = ("random", "systematic", "missing", "label_flip")
 
 
 def _standardized(frame: pd.DataFrame) -> np.ndarray:
@@ -35,13 +35,26 @@ def _largest_weights(frame: pd.DataFrame, labels: np.ndarray, count: int) -> lis
     return [frame.columns[i] for i in order[:count]]
 
 
-def corrupt(frame: pd.DataFrame, features: list[str], labels: np.ndarray, *, kind: str, rate: float, seed: int) -> pd.DataFrame:
-    """Return a corrupted copy of ``frame``.
+def corrupt(
+    frame: pd.DataFrame,
+    features: list[str],
+    labels: np.ndarray,
+    *,
+    kind: str,
+    rate: float,
+    seed: int,
+    label: str | None = None,
+) -> pd.DataFrame:
+    """Return a corrupted copy of ``frame``; ``frame`` itself stays the clean original.
 
-    ``random``: on a random ``rate`` share of the records, one random feature
-    is set to 3 times its maximum.  ``systematic``: the 3 features with the
-    largest clean-model weight are set to their mean on the ``rate`` share of
-    records that rank highest in the sum of those features (standardized).
+    On a ``rate`` share of the records (at least one):
+
+    * ``random``: one random feature is set to 3 times its maximum.
+    * ``systematic``: the 3 features with the largest clean-model weight are
+      set to their mean, on the records that rank highest in the sum of
+      those features (standardized).
+    * ``missing``: one random feature is set to NaN.
+    * ``label_flip``: the binary ``label`` column takes its other value.
     """
     if kind not in CORRUPTIONS:
         raise ValueError(f"corruption must be one of {', '.join(CORRUPTIONS)}, got {kind!r}")
@@ -50,13 +63,28 @@ def corrupt(frame: pd.DataFrame, features: list[str], labels: np.ndarray, *, kin
     rng = np.random.default_rng(seed)
     dirty = frame.copy()
     n_corrupt = max(1, int(round(rate * len(frame))))
-    if kind == "random":
+
+    if kind in ("random", "missing"):
         rows = rng.choice(len(frame), n_corrupt, replace=False)
         columns = rng.choice(len(features), n_corrupt)
         for row, column in zip(rows, columns):
             name = features[column]
-            dirty.iloc[row, dirty.columns.get_loc(name)] = 3.0 * frame[name].max()
+            value = 3.0 * frame[name].max() if kind == "random" else np.nan
+            dirty.iloc[row, dirty.columns.get_loc(name)] = value
         return dirty
+
+    if kind == "label_flip":
+        if label is None or label not in frame.columns:
+            raise ValueError(f"label_flip corruption needs the label column; got label={label!r}")
+        values = sorted(frame[label].dropna().unique().tolist())
+        if len(values) != 2:
+            raise ValueError(f"label_flip needs a binary label, but column {label!r} has values {values[:10]}")
+        rows = rng.choice(len(frame), n_corrupt, replace=False)
+        column = dirty.columns.get_loc(label)
+        for row in rows:
+            dirty.iloc[row, column] = values[1] if frame.iloc[row, column] == values[0] else values[0]
+        return dirty
+
     top = _largest_weights(frame[features], labels, 3)
     rank = _standardized(frame[top]).sum(axis=1)
     rows = np.argsort(-rank, kind="stable")[:n_corrupt]
@@ -84,11 +112,9 @@ def breast_cancer(*, corruption: str = "systematic", rate: float = 0.2, seed: in
     clean = data.data.copy()
     clean.columns = features
     labels = data.target.to_numpy()
-    dirty = corrupt(clean, features, labels, kind=corruption, rate=rate, seed=seed)
-    diagnosis = np.where(labels == 0, "malignant", "benign")
-    for table in (clean, dirty):
-        table.insert(0, "id", np.arange(len(table), dtype=np.int64))
-        table["diagnosis"] = diagnosis
+    clean.insert(0, "id", np.arange(len(clean), dtype=np.int64))
+    clean["diagnosis"] = np.where(labels == 0, "malignant", "benign")
+    dirty = corrupt(clean, features, labels, kind=corruption, rate=rate, seed=seed, label="diagnosis")
     spec = {"numeric": features, "label": "diagnosis", "task": "classification", "positive": "malignant"}
     return dirty, clean, spec
 
