@@ -47,9 +47,9 @@ def check_key(df: DataFrame, key: str) -> None:
         )
     duplicates = df.groupBy(key).count().where(F.col("count") > 1).limit(3).collect()
     if duplicates:
-        shown = ", ".join(repr(row[key]) for row in duplicates)
+        duplicate_keys = ", ".join(repr(row[key]) for row in duplicates)
         raise ValueError(
-            f"key column {key!r} is not unique: {shown} occur more than once; "
+            f"key column {key!r} is not unique: {duplicate_keys} occur more than once; "
             "deduplicate the table or choose a key column that identifies each record"
         )
 

@@ -97,7 +97,7 @@ def breast_cancer(*, corruption: str = "systematic", rate: float = 0.2, seed: in
     """Return ``(dirty, clean, spec)`` for the breast cancer table.
 
     Both tables are pandas DataFrames with an ``id`` key, the 30 features and
-    a ``diagnosis`` label (``malignant`` or ``benign``).  ``spec`` holds the
+    a ``diagnosis`` label (``malignant`` or ``benign``).  ``spec`` contains the
     keyword arguments of the matching :class:`FeatureSpec`.
     """
     try:

@@ -176,16 +176,21 @@ class ActiveClean:
     ):
         if not isinstance(key, str) or not key:
             raise ValueError(f"key must name a column, got {key!r}")
+
         if not isinstance(features, (FeatureSpec, Featurizer)):
             raise TypeError(f"features must be a FeatureSpec or Featurizer, got {type(features).__name__}")
         if not isinstance(loss, Loss):
             raise TypeError(f"loss must be a Loss, got {type(loss).__name__}")
         if not isinstance(cleaner, Cleaner):
             raise TypeError(f"cleaner must be a Cleaner, got {type(cleaner).__name__}")
+
         if not (isinstance(floor, (int, float)) and 0 < floor <= 1):
             raise ValueError(f"floor must be a number in (0, 1], got {floor!r}")
         if not (isinstance(tol, (int, float)) and tol >= 0):
             raise ValueError(f"tol must be a number >= 0, got {tol!r}")
+        if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float))):
+            raise ValueError(f"target must be a number (test accuracy or RMSE), got {target!r}")
+
         self.key = key
         self.features = features
         self.loss = loss
@@ -564,6 +569,8 @@ class ActiveClean:
             return True
         if self.target is not None and "test" in record:
             metric = record["test"].get("accuracy", record["test"].get("rmse"))
+            if metric is None:  # an empty test table has no metric to compare
+                return False
             reached = metric >= self.target if self.loss.task == "classification" else metric <= self.target
             if reached:
                 logger.info("Held-out metric %.4g reached the target %.4g", metric, self.target)

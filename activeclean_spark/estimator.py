@@ -41,10 +41,10 @@ class ChangeEstimator:
     def update(self, classes, X_dirty, y_dirty, X_clean, y_clean) -> None:
         """Add cleaned records: their error classes, dirty values and cleaned values (NaN label: removed)."""
         classes = np.asarray(classes, dtype=object)
-        kept = ~np.isnan(y_clean)
-        labelled = kept & ~np.isnan(y_dirty)
-        for error_class in np.unique(classes[kept]):
-            rows = kept & (classes == error_class)
+        not_removed = ~np.isnan(y_clean)
+        labelled = not_removed & ~np.isnan(y_dirty)
+        for error_class in np.unique(classes[not_removed]):
+            rows = not_removed & (classes == error_class)
             change = (X_clean[rows] - X_dirty[rows]).sum(axis=0)
             self._feature_sums[error_class] = self._feature_sums.get(error_class, 0.0) + change
             self._feature_counts[error_class] = self._feature_counts.get(error_class, 0) + int(rows.sum())

@@ -54,7 +54,8 @@ OPTION_NAMES = {
     "loss": "model.loss", "reg": "model.reg", "delta": "model.delta",
     "step schedule": "run.step_schedule", "step size": "run.step_size",
     "budget": "run.budget", "batch_size": "run.batch_size", "floor": "run.floor", "seed": "run.seed",
-    "tol": "run.tol", "preconditioner": "run.preconditioner", "control_variate": "run.control_variate",
+    "tol": "run.tol", "target": "run.target", "preconditioner": "run.preconditioner",
+    "control_variate": "run.control_variate",
     "num_partitions": "run.partitions", "task": "features.task", "max_categories": "features.max_categories",
     "hash_buckets": "features.hash_buckets",
 }
@@ -111,7 +112,10 @@ def _tables(spark, config: Config):
         )
     elif test_config["fraction"]:
         if clean is None:
-            raise ConfigError("test.fraction holds out clean records, so it needs the oracle cleaner; use test.path instead")
+            raise ConfigError(
+            "test.fraction takes its test records from the oracle's clean table, so it needs "
+            'cleaner.kind = "oracle"; with another cleaner, set test.path to a clean test table'
+        )
         dirty, _ = _split(dirty, key, test_config["fraction"], test_config["seed"])
         _, test = _split(clean, key, test_config["fraction"], test_config["seed"])
     return dirty, clean, test, key, features, table

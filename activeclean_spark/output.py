@@ -57,15 +57,16 @@ class OutputDirectory:
     """Writer for one run's output directory.
 
     NOTE: the JSON files go through local file I/O, so ``path`` must be a
-    local directory even on a cluster; only the table is written by Spark.
+    local directory even on a cluster.  Only the table is written by Spark.
 
     Parameters
     ----------
     path : str
         Directory to write.
     overwrite : bool, default=False
-        Replace the outputs of an earlier run.  Without it an existing audit
-        trail is an error, so that no cleaned record is ever discarded.
+        Replace the outputs of an earlier run.  Without it, an audit trail
+        with records in ``path`` is an error, so no cleaned record is
+        discarded by a rerun.
     """
 
     def __init__(self, path: str, *, overwrite: bool = False):

@@ -9,8 +9,8 @@ import sys
 logger = logging.getLogger(__name__)
 
 # Settings for a session this package starts itself.  They bind the driver
-# to loopback and keep the web UI off, so that a local run opens no port on
-# another interface; a user's own settings override them.
+# to loopback and keep the web UI off, so a local run opens no port on
+# another interface.  A user's own settings override them.
 LOCAL_DEFAULTS = {
     "spark.driver.host": "127.0.0.1",
     "spark.driver.bindAddress": "127.0.0.1",

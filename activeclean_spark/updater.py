@@ -138,11 +138,11 @@ def batch_gradient(loss, X, y, theta, draws, probabilities, n_dirty, batch_size)
     draw's weight is 1 / (n_dirty * p_j).
     """
     grad = np.zeros(loss.n_parameters(X.shape[1]))
-    kept = ~np.isnan(y)
-    if batch_size == 0 or not kept.any():
+    usable = ~np.isnan(y)
+    if batch_size == 0 or not usable.any():
         return grad
-    weights = draws[kept] / (n_dirty * probabilities[kept])
-    grad += weights @ loss.gradients(X[kept], y[kept], theta)
+    weights = draws[usable] / (n_dirty * probabilities[usable])
+    grad += weights @ loss.gradients(X[usable], y[usable], theta)
     return grad / batch_size
 
 
@@ -167,10 +167,10 @@ def controlled_batch_gradient(loss, X_clean, y_clean, X_dirty, y_dirty, theta, d
 def clean_gradient(loss, X, y, theta, n_clean):
     """Return g_C: the sum of the gradients over R_clean divided by |R_clean|."""
     grad = np.zeros(loss.n_parameters(X.shape[1]))
-    kept = ~np.isnan(y)
-    if n_clean == 0 or not kept.any():
+    usable = ~np.isnan(y)
+    if n_clean == 0 or not usable.any():
         return grad
-    _, sums = loss.loss_and_gradient_sums(X[kept], y[kept], theta)
+    _, sums = loss.loss_and_gradient_sums(X[usable], y[usable], theta)
     return sums / n_clean
 
 

@@ -94,6 +94,7 @@ def test_budget_limits_records_cleaned(prepared):
         ({"batch_size": 2.5}, "batch_size must be a positive integer, got 2.5"),
         ({"floor": 0}, r"floor must be a number in \(0, 1\], got 0"),
         ({"tol": -1}, "tol must be a number >= 0, got -1"),
+        ({"target": "high"}, r"target must be a number \(test accuracy or RMSE\), got 'high'"),
         ({"preconditioner": "bfgs"}, "preconditioner must be one of hessian, diagonal, none, got 'bfgs'"),
         ({"key": ""}, "key must name a column, got ''"),
     ],
