@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # Spark binds to loopback in every target; the tests set the same.
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: demo test test-fast babyproduct bench check-java install clean
+.PHONY: demo test test-fast babyproduct bench results check-java install clean
 
 check-java:
 	@bash scripts/check_java.sh
@@ -43,6 +43,14 @@ babyproduct: check-java $(STAMP)
 bench: check-java $(STAMP)
 	$(PY) benchmarks/step_size.py conf/babyproduct.toml conf/demo.toml --seeds 5 > docs/step_size.md.tmp
 	mv docs/step_size.md.tmp docs/step_size.md
+
+## ActiveClean against its baselines on BabyProduct (needs ../shared/data),
+## three scikit-learn tables and a corruption sweep: docs/results.md.
+COMPARISONS := babyproduct breast_cancer digits diabetes sweep
+results: check-java $(STAMP)
+	for name in $(COMPARISONS); do $(PY) -m activeclean_spark.cli compare conf/compare/$$name.toml --quiet || exit 1; done
+	$(PY) benchmarks/results.py $(foreach name,$(COMPARISONS),output/compare/$(name)/results.csv) \
+		--markdown docs/results.md --images docs/results
 
 clean:
 	rm -rf output spark-warehouse .pytest_cache

@@ -1,6 +1,7 @@
 """ActiveClean on Apache Spark: train a convex model while cleaning only the records that matter."""
 
 from .cleaners import BatchCleaner, CleanedBatch, Cleaner, CleanerError, OracleCleaner, RecordCleaner
+from .detector import LearnedDetector, RuleDetector
 from .engine import ActiveClean, ActiveCleanResult
 from .features import FeatureSpec, Featurizer, FunctionFeaturizer
 from .losses import HingeLoss, HuberLoss, LeastSquaresLoss, LinearModelLoss, LogisticLoss, Loss, make_loss
@@ -23,12 +24,14 @@ __all__ = [
     "FunctionFeaturizer",
     "HingeLoss",
     "HuberLoss",
+    "LearnedDetector",
     "LeastSquaresLoss",
     "LinearModelLoss",
     "LogisticLoss",
     "Loss",
     "OracleCleaner",
     "RecordCleaner",
+    "RuleDetector",
     "StepSchedule",
     "get_spark",
     "make_loss",

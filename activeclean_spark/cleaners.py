@@ -10,6 +10,10 @@ key included) and returns a :class:`CleanedBatch`.  Three kinds are built in:
   ``__removed__`` marks records to remove.
 * :class:`OracleCleaner` looks every record up by key in a clean table.
 
+A cleaner may report the operation it applied to each record: a record
+cleaner's dict gets an ``__operation__`` entry, a batch cleaner's output an
+``__operation__`` column.  A learned detector uses it as the error class.
+
 Whatever the kind, the output is checked by :func:`validate_cleaned`: a
 cleaner that raises, changes the schema, drops keys or invents keys stops the
 run with a :class:`CleanerError` that names the record and the problem.
@@ -38,6 +42,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 REMOVED_COLUMN = "__removed__"
+OPERATION_COLUMN = "__operation__"
 
 
 class CleanerError(RuntimeError):
@@ -54,10 +59,14 @@ class CleanerError(RuntimeError):
 
 @dataclass
 class CleanedBatch:
-    """Cleaned records: ``table`` has the input columns; ``removed`` lists removed keys."""
+    """Cleaned records: ``table`` has the input columns; ``removed`` lists removed keys.
+
+    ``operations`` maps a key to the cleaning operation applied to it, when the cleaner reports one.
+    """
 
     table: pd.DataFrame
     removed: list = field(default_factory=list)
+    operations: dict = field(default_factory=dict)
 
 
 class Cleaner:
@@ -78,7 +87,7 @@ class RecordCleaner(_FunctionCleaner):
     """Apply ``function(record: dict) -> dict | None`` to every record."""
 
     def clean(self, batch, key):
-        rows, removed = [], []
+        rows, removed, operations = [], [], {}
         # Missing values reach the function as None, as Spark shows them,
         # instead of the NaN that pandas uses in numeric columns.
         records = batch.astype(object).where(batch.notna(), None).to_dict(orient="records")
@@ -100,9 +109,12 @@ class RecordCleaner(_FunctionCleaner):
                     "return a dict with the record's columns, or None to remove it",
                     CleanedBatch(pd.DataFrame(rows, columns=batch.columns), removed),
                 )
+            if OPERATION_COLUMN in result:
+                result = dict(result)
+                operations[record[key]] = result.pop(OPERATION_COLUMN)
             rows.append(result)
         table = pd.DataFrame(rows) if rows else pd.DataFrame(columns=batch.columns)
-        return CleanedBatch(table, removed)
+        return CleanedBatch(table, removed, operations)
 
 
 class BatchCleaner(_FunctionCleaner):
@@ -127,16 +139,23 @@ class BatchCleaner(_FunctionCleaner):
             flags = result[REMOVED_COLUMN].fillna(False).astype(bool)
             removed = result.loc[flags, key].tolist()
             result = result.loc[~flags].drop(columns=[REMOVED_COLUMN])
-        return CleanedBatch(result.reset_index(drop=True), removed)
+        operations = {}
+        if OPERATION_COLUMN in result.columns:
+            reported = result[OPERATION_COLUMN].notna()
+            operations = dict(zip(result.loc[reported, key], result.loc[reported, OPERATION_COLUMN].astype(str)))
+            result = result.drop(columns=[OPERATION_COLUMN])
+        return CleanedBatch(result.reset_index(drop=True), removed, operations)
 
 
 class OracleCleaner(Cleaner):
-    """Look every record up by key in a clean Spark DataFrame.
+    """Look every record up by key in a clean table.
 
     Parameters
     ----------
-    clean : pyspark.sql.DataFrame
-        Clean table with at least the input columns and the key.
+    clean : pyspark.sql.DataFrame or pandas.DataFrame
+        Clean table with at least the input columns and the key.  A pandas
+        table is looked up on the driver without a Spark job, which suits
+        a small reference table and repeated experiments.
     key : str
         Key column.
     missing : {"error", "remove"}, default="error"
@@ -149,9 +168,14 @@ class OracleCleaner(Cleaner):
             raise ValueError(f"missing must be 'error' or 'remove', got {missing!r}")
         if key not in clean.columns:
             raise ValueError(f"key column {key!r} not found in the clean table; its columns are {clean.columns}")
-        # The oracle is queried once per batch, so the clean table is cached
-        # instead of being read from its source every time.
-        self.clean_table = clean.persist(StorageLevel.MEMORY_AND_DISK)
+        if isinstance(clean, pd.DataFrame):
+            if clean[key].duplicated().any():
+                raise ValueError(f"key column {key!r} of the clean table is not unique")
+            self.clean_table = clean.set_index(key, drop=False)
+        else:
+            # The oracle is queried once per batch, so the clean table is cached
+            # instead of being read from its source every time.
+            self.clean_table = clean.persist(StorageLevel.MEMORY_AND_DISK)
         self.key = key
         self.missing = missing
 
@@ -165,7 +189,11 @@ class OracleCleaner(Cleaner):
         from pyspark.sql import functions as F
 
         keys = batch[key].tolist()
-        found = self.clean_table.where(F.col(self.key).isin(keys)).select(*batch.columns).toPandas()
+        if isinstance(self.clean_table, pd.DataFrame):
+            index = self.clean_table.index
+            found = self.clean_table.loc[[k for k in keys if k in index], list(batch.columns)].reset_index(drop=True)
+        else:
+            found = self.clean_table.where(F.col(self.key).isin(keys)).select(*batch.columns).toPandas()
         present = set(found[key].tolist())
         absent = [k for k in keys if k not in present]
         if absent and self.missing == "error":

@@ -1,4 +1,4 @@
-"""Command line: ``activeclean run CONFIG [--set section.option=value ...]``."""
+"""Command line: ``activeclean run|compare CONFIG [--set section.option=value ...]``."""
 
 from __future__ import annotations
 
@@ -25,6 +25,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--master", help="Spark master URL for a session started here, for example local[2] "
                      "(same as --set spark.master=...)")
     run.add_argument("--quiet", action="store_true", help="log warnings and errors only")
+
+    compare = commands.add_parser(
+        "compare", help="compare ActiveClean with its baselines over seeds; writes results.csv and plots"
+    )
+    compare.add_argument("config", help="path of the TOML configuration with a [compare] section")
+    compare.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.OPTION=VALUE",
+        help="override one configuration value, for example --set compare.seeds=[0,1] (repeatable)",
+    )
+    compare.add_argument("--master", help="Spark master URL, for example local[2]")
+    compare.add_argument("--no-plots", action="store_true", help="write the CSV only (no matplotlib needed)")
+    compare.add_argument("--quiet", action="store_true", help="log warnings and errors only")
     return parser
 
 
@@ -55,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append(f'spark.master="{args.master}"')
     try:
         config = load_config(args.config, overrides)
+        if args.command == "compare":
+            from .compare import compare
+
+            path = compare(config, plots=not args.no_plots)
+            print(json.dumps({"results": path}, indent=2))
+            return 0
         from .job import run_job
 
         result = run_job(config)
@@ -71,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError) as error:
         # Invalid input data (a missing column, a duplicate key, an unusable
         # label); the traceback goes to the debug log only.
+        from .job import option_message
+
         logging.getLogger(__name__).debug("Run failed", exc_info=True)
-        print(f"activeclean: invalid input: {error}", file=sys.stderr)
+        print(f"activeclean: invalid input: {option_message(str(error))}", file=sys.stderr)
         return 2
     print(json.dumps(_summary(result), indent=2))
     return 0

@@ -28,8 +28,13 @@ SECTIONS = {
     "run": {"budget": None, "budget_fraction": None, "batch_size": 50, "seed": 0, "floor": 0.05,
             "step_schedule": "inverse_sqrt", "step_size": 0.1, "tol": 0.0, "target": None, "partitions": None,
             "reference": False, "preconditioner": "hessian",
-            "control_variate": True},
+            "control_variate": True, "estimator": True, "sampling": "importance", "update": "sgd"},
+    "detector": {"learned": False, "threshold": 0.9, "audit": 0.05, "min_records": 20, "certify": True,
+                 "rule": None, "rule_function": None},
     "output": {"dir": "output", "overwrite": False},
+    "compare": {"methods": ["activeclean", "uniform", "active_learning"], "seeds": [0, 1, 2, 3, 4],
+                "budget_fraction": 0.5, "corruptions": None, "rates": None, "tolerance": 0.01,
+                "output": "output/compare", "name": None},
 }
 
 
@@ -134,6 +139,9 @@ def _validate(raw: dict) -> dict:
         raise ConfigError("set at most one of test.fraction and test.path")
     if run["reference"] and cleaner["kind"] != "oracle":
         raise ConfigError("run.reference = true needs the oracle cleaner, whose clean table defines the reference model")
+    detector = sections["detector"]
+    if detector["rule"] is not None and detector["rule_function"] is not None:
+        raise ConfigError("set at most one of detector.rule (Spark SQL) and detector.rule_function (module:function)")
     return sections
 
 

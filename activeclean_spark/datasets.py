@@ -1,8 +1,15 @@
-"""Built-in data: a real table with injected, recorded corruption.
+"""Built-in data: real tables with injected, recorded corruption.
 
-``breast_cancer`` is the Wisconsin diagnostic breast cancer table (569 records,
-30 numeric features, binary diagnosis) that scikit-learn ships inside its
-package, so the demo needs no download and no file outside this repository.
+All three tables ship inside the scikit-learn package, so they need no
+download and no file outside this repository:
+
+* ``breast_cancer``: Wisconsin diagnostic breast cancer (569 records, 30
+  numeric features, binary diagnosis).
+* ``digits``: 8x8 images of handwritten digits (1797 records, 64 pixel
+  intensities 0-16), labeled ``low`` (0-4) or ``high`` (5-9).
+* ``diabetes``: disease progression after one year (442 patients, 10
+  standardized measurements, a real-valued target), a regression task.
+
 The corruption follows the published ActiveClean experiments and keeps the
 clean original, which serves as the oracle cleaner and as ground truth.
 """
@@ -12,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["breast_cancer", "corrupt", "DATASETS", "CORRUPTIONS"]
+__all__ = ["breast_cancer", "digits", "diabetes", "corrupt", "DATASETS", "CORRUPTIONS"]
 
 CORRUPTIONS = ("random", "systematic", "missing", "label_flip")
 
@@ -24,11 +31,15 @@ def _standardized(frame: pd.DataFrame) -> np.ndarray:
 
 
 def _largest_weights(frame: pd.DataFrame, labels: np.ndarray, count: int) -> list[str]:
-    """Return the ``count`` features with the largest absolute weight in a clean logistic model."""
-    from .losses import LogisticLoss
+    """Return the ``count`` features with the largest absolute weight in a clean linear model.
+
+    The model is logistic for 0/1 labels and least squares otherwise.
+    """
+    from .losses import LeastSquaresLoss, LogisticLoss
     from .optimize import fit_lbfgs, local_objective
 
-    loss = LogisticLoss(reg=1e-2)
+    binary = set(np.unique(labels).tolist()) <= {0, 1}
+    loss = LogisticLoss(reg=1e-2) if binary else LeastSquaresLoss(reg=1e-2)
     X = _standardized(frame)
     theta = fit_lbfgs(local_objective(X, labels.astype(float), loss), np.zeros(X.shape[1] + 1))
     order = np.argsort(-np.abs(theta[:-1]), kind="stable")
@@ -93,6 +104,29 @@ def corrupt(
     return dirty
 
 
+def _load(name: str):
+    try:
+        import sklearn.datasets
+    except ImportError:
+        raise ImportError(
+            f"the {name} dataset needs scikit-learn; install it with pip install 'activeclean_spark[demo]'"
+        ) from None
+    return getattr(sklearn.datasets, f"load_{name}")(as_frame=True)
+
+
+def _tables(name: str, labels: np.ndarray, label_name: str, label_values, corruption, rate, seed, spec):
+    """Return ``(dirty, clean, spec)`` with an ``id`` key, the features and the label column."""
+    data = _load(name)
+    features = [str(column).replace(" ", "_") for column in data.data.columns]
+    clean = data.data.copy()
+    clean.columns = features
+    clean = clean.astype(float)
+    clean.insert(0, "id", np.arange(len(clean), dtype=np.int64))
+    clean[label_name] = label_values
+    dirty = corrupt(clean, features, labels, kind=corruption, rate=rate, seed=seed, label=label_name)
+    return dirty, clean, {"numeric": features, "label": label_name, **spec}
+
+
 def breast_cancer(*, corruption: str = "systematic", rate: float = 0.2, seed: int = 0):
     """Return ``(dirty, clean, spec)`` for the breast cancer table.
 
@@ -100,23 +134,24 @@ def breast_cancer(*, corruption: str = "systematic", rate: float = 0.2, seed: in
     a ``diagnosis`` label (``malignant`` or ``benign``).  ``spec`` contains the
     keyword arguments of the matching :class:`FeatureSpec`.
     """
-    try:
-        from sklearn.datasets import load_breast_cancer
-    except ImportError:
-        raise ImportError(
-            "the breast_cancer dataset needs scikit-learn; install it with "
-            "pip install 'activeclean_spark[demo]'"
-        ) from None
-    data = load_breast_cancer(as_frame=True)
-    features = [name.replace(" ", "_") for name in data.feature_names]
-    clean = data.data.copy()
-    clean.columns = features
-    labels = data.target.to_numpy()
-    clean.insert(0, "id", np.arange(len(clean), dtype=np.int64))
-    clean["diagnosis"] = np.where(labels == 0, "malignant", "benign")
-    dirty = corrupt(clean, features, labels, kind=corruption, rate=rate, seed=seed, label="diagnosis")
-    spec = {"numeric": features, "label": "diagnosis", "task": "classification", "positive": "malignant"}
-    return dirty, clean, spec
+    labels = _load("breast_cancer").target.to_numpy()
+    diagnosis = np.where(labels == 0, "malignant", "benign")
+    spec = {"task": "classification", "positive": "malignant"}
+    return _tables("breast_cancer", labels, "diagnosis", diagnosis, corruption, rate, seed, spec)
 
 
-DATASETS = {"breast_cancer": breast_cancer}
+def digits(*, corruption: str = "systematic", rate: float = 0.2, seed: int = 0):
+    """Return ``(dirty, clean, spec)`` for the digits table: 64 pixels and a ``group`` label (``low``: 0-4, ``high``: 5-9)."""
+    labels = (_load("digits").target.to_numpy() >= 5).astype(int)
+    spec = {"task": "classification", "positive": "high"}
+    return _tables("digits", labels, "group", np.where(labels == 1, "high", "low"), corruption, rate, seed, spec)
+
+
+def diabetes(*, corruption: str = "systematic", rate: float = 0.2, seed: int = 0):
+    """Return ``(dirty, clean, spec)`` for the diabetes table: 10 measurements and the ``progression`` target."""
+    target = _load("diabetes").target.to_numpy(dtype=float)
+    spec = {"task": "regression"}
+    return _tables("diabetes", target, "progression", target, corruption, rate, seed, spec)
+
+
+DATASETS = {"breast_cancer": breast_cancer, "digits": digits, "diabetes": diabetes}

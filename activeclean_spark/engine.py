@@ -9,17 +9,31 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from .blocks import arrow_partitions, check_key, featurize_partitions
+from .blocks import FLAG_COLUMN, REFERENCE_PREFIX, arrow_partitions, check_key, featurize_partitions
 from .cleaners import Cleaner, CleanedBatch, CleanerError, validate_cleaned
+from .detector import CLEAN, POOLED, LearnedDetector, RuleDetector, error_classes
+from .estimator import ChangeEstimator
 from .features import FeatureSpec, Featurizer
 from .losses import Loss
 from .model import ActiveCleanModel, evaluate_blocks
-from .optimize import block_objective, fit_lbfgs
+from .optimize import block_objective, fit_lbfgs, local_objective
 from .output import OutputDirectory
-from .sampler import DEFAULT_FLOOR, DRIVER_STREAM, allocate_draws, random_generator, score_and_draw
-from .updater import PRECONDITIONERS, Preconditioner, StepSchedule, batch_gradient, controlled_batch_gradient, clean_gradient, combined_gradient
+from .sampler import (
+    DEFAULT_FLOOR, DRIVER_STREAM, SAMPLINGS, ScoringPlan, allocate_audit, allocate_draws, greedy_draws,
+    random_generator, score_and_draw,
+)
+from .store import CleanedStore
+from .updater import (
+    PRECONDITIONERS, Preconditioner, StepSchedule, batch_gradient, clean_gradient, combined_gradient,
+    controlled_batch_gradient,
+)
 
-__all__ = ["ActiveClean", "ActiveCleanResult", "PreparedData"]
+__all__ = ["ActiveClean", "ActiveCleanResult", "PreparedData", "UPDATES"]
+
+# Updates of theta after a batch: the unbiased SGD step, or a full refit on
+# the cleaned records only, or on the cleaned records written back into the
+# dirty relation (the baselines the SGD step is compared against).
+UPDATES = ("sgd", "retrain_cleaned", "retrain_all")
 
 logger = logging.getLogger(__name__)
 
@@ -71,48 +85,24 @@ class PreparedData:
             self.test_blocks.unpersist()
 
 
-class _CleanedStore:
-    """Driver-side R_clean: cleaned rows, their features and their block positions.
+_PARAMETERS = (
+    "key", "features", "loss", "cleaner", "budget", "batch_size", "step", "floor", "seed", "num_partitions", "tol",
+    "target", "preconditioner", "control_variate", "rule", "detector", "estimator", "sampling", "update",
+)
 
-    NOTE: the features of R_clean stay in driver memory (8 bytes times budget
-    times features), which bounds the budget by the driver's heap.
-    """
 
-    def __init__(self, schema: pa.Schema, n_features: int):
-        self.rows = schema.empty_table()
-        self.removed: list = []
-        # Feature rows live in a buffer that doubles when full, so adding a
-        # batch costs O(batch) instead of copying all of R_clean again.
-        self._X = np.empty((64, n_features))
-        self._y = np.empty(64)
-        self.size = 0
-        self.positions: dict[int, np.ndarray] = {}
+@dataclass
+class _Loop:
+    """State of one run that changes between iterations, besides theta."""
 
-    @property
-    def X(self) -> np.ndarray:
-        return self._X[: self.size]
-
-    @property
-    def y(self) -> np.ndarray:
-        """Labels of R_clean; NaN for removed records, which have a zero gradient."""
-        return self._y[: self.size]
-
-    def add(self, partitions, positions, X, y, rows: pa.Table, removed: list) -> None:
-        end = self.size + y.size
-        if end > self._y.size:
-            capacity = max(end, 2 * self._y.size)
-            self._X = np.concatenate([self._X[: self.size], np.empty((capacity - self.size, self._X.shape[1]))])
-            self._y = np.concatenate([self._y[: self.size], np.empty(capacity - self.size)])
-        self._X[self.size : end] = X
-        self._y[self.size : end] = y
-        self.size = end
-        for partition in np.unique(partitions):
-            new = positions[partitions == partition]
-            old = self.positions.get(int(partition), np.empty(0, dtype=np.int64))
-            self.positions[int(partition)] = np.concatenate([old, new])
-        if rows.num_rows:
-            self.rows = pa.concat_tables([self.rows, rows])
-        self.removed += removed
+    blocks: object
+    featurizer: Featurizer
+    store: CleanedStore
+    output: OutputDirectory | None
+    preconditioner: Preconditioner | None
+    schedule: StepSchedule
+    detector_model: object = None
+    changes: tuple | None = None
 
 
 class ActiveClean:
@@ -154,6 +144,22 @@ class ActiveClean:
         importance-weighted mean of what cleaning changes in the drawn
         gradients (same expectation, lower variance when cleaning changes
         little).  Off, g_S is the plain importance-weighted clean gradient.
+    rule : RuleDetector, optional
+        Records the rule does not flag are in R_clean from the start.
+    detector : LearnedDetector, optional
+        Learns error classes from the cleaned records, certifies records
+        that look clean, and selects the estimator's correction.
+    estimator : bool, default=True
+        Score records by the norm of their estimated clean gradient (dirty
+        gradient plus the mean change that cleaning brought to their error
+        class); False scores by the dirty gradient.
+    sampling : {"importance", "uniform", "oracle", "uncertainty"}, default="importance"
+        How batches are drawn: importance sampling, uniform sampling,
+        importance sampling by the true clean gradient (needs the
+        ``reference`` table), or the records nearest the decision boundary.
+    update : {"sgd", "retrain_cleaned", "retrain_all"}, default="sgd"
+        The unbiased SGD step, or a refit on the cleaned records only, or
+        on every record with the cleaned values written back.
     """
 
     def __init__(
@@ -173,6 +179,11 @@ class ActiveClean:
         target: float | None = None,
         preconditioner: str = "hessian",
         control_variate: bool = True,
+        rule: RuleDetector | None = None,
+        detector: LearnedDetector | None = None,
+        estimator: bool = True,
+        sampling: str = "importance",
+        update: str = "sgd",
     ):
         if not isinstance(key, str) or not key:
             raise ValueError(f"key must name a column, got {key!r}")
@@ -209,6 +220,37 @@ class ActiveClean:
         if not isinstance(control_variate, bool):
             raise ValueError(f"control_variate must be true or false, got {control_variate!r}")
         self.control_variate = control_variate
+        if rule is not None and not isinstance(rule, RuleDetector):
+            raise TypeError(f"rule must be a RuleDetector, got {type(rule).__name__}")
+        if detector is not None and not isinstance(detector, LearnedDetector):
+            raise TypeError(f"detector must be a LearnedDetector, got {type(detector).__name__}")
+        if not isinstance(estimator, bool):
+            raise ValueError(f"estimator must be true or false, got {estimator!r}")
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
+        if update not in UPDATES:
+            raise ValueError(f"update must be one of {', '.join(UPDATES)}, got {update!r}")
+        if sampling == "uncertainty" and update == "sgd":
+            raise ValueError(
+                "sampling 'uncertainty' picks records greedily, without draw probabilities, so the SGD update "
+                "cannot weight them; use update 'retrain_cleaned' or 'retrain_all'"
+            )
+        if sampling == "uncertainty" and loss.task != "classification":
+            raise ValueError(f"sampling 'uncertainty' needs a classification loss, not {loss.name!r}")
+        self.rule = rule
+        self.detector = detector
+        self.estimator = estimator
+        self.sampling = sampling
+        self.update = update
+
+    def clone(self, **changes) -> "ActiveClean":
+        """Return a new engine with the same parameters except ``changes``, checked again."""
+        params = {name: getattr(self, name) for name in _PARAMETERS}
+        unknown = [name for name in changes if name not in params]
+        if unknown:
+            raise TypeError(f"ActiveClean has no parameter {unknown[0]!r}; parameters are {', '.join(_PARAMETERS)}")
+        params.update(changes)
+        return ActiveClean(**params)
 
     # -- set-up -----------------------------------------------------------
 
@@ -229,11 +271,19 @@ class ActiveClean:
         partials = partitions.map(lambda item: spec.partial_statistics(item[1])).collect()
         return spec.fit_from_statistics(partials)
 
-    def _blocks(self, df, featurizer: Featurizer | None = None):
-        partitions = arrow_partitions(df, self.key, self.num_partitions or df.sparkSession.sparkContext.defaultParallelism)
+    def _blocks(self, df, featurizer: Featurizer | None = None, *, rule: RuleDetector | None = None, reference=None):
+        """Cache ``df`` as blocks; the rule's flags and the reference features travel with the rows."""
+        source = df
+        if rule is not None and rule.expression is not None:
+            source = source.withColumn(FLAG_COLUMN, _rule_column(rule.expression, df))
+        if reference is not None:
+            renamed = [reference[c].alias(REFERENCE_PREFIX + c) for c in df.columns]
+            source = source.join(reference.select(reference[self.key], *renamed), on=self.key, how="left")
+        partitions = arrow_partitions(source, self.key, self.num_partitions or df.sparkSession.sparkContext.defaultParallelism)
         if featurizer is None:
             featurizer = self._fit_featurizer(partitions)
-        blocks = featurize_partitions(partitions, featurizer, self.key)
+        predicate = rule.flags if rule is not None and rule.predicate is not None else None
+        blocks = featurize_partitions(partitions, featurizer, self.key, predicate=predicate)
         return blocks, featurizer
 
     # -- the loop ----------------------------------------------------------
@@ -262,20 +312,35 @@ class ActiveClean:
         if hasattr(self.cleaner, "check_columns"):
             self.cleaner.check_columns(df.columns)
 
-        blocks, featurizer = self._blocks(df)
-        sizes = blocks.map(lambda block: block.size).collect()
+        if self.rule is not None and self.rule.predicate is not None:
+            # A quick check on the driver reports a broken predicate before any executor runs it.
+            self.rule.flags(df.limit(10).toArrow())
+        if self.sampling == "oracle" and reference is None:
+            raise ValueError("sampling 'oracle' draws by the true clean gradients, so it needs the reference table")
+
+        blocks, featurizer = self._blocks(df, rule=self.rule, reference=reference)
+        try:
+            counts = blocks.map(lambda block: (block.size, _flag_count(block))).collect()
+        except Exception as error:
+            blocks.unpersist()
+            raise _rule_error(error) from None
+        sizes = [size for size, _ in counts]
         n_total = int(sum(sizes))
         if n_total == 0:
             blocks.unpersist()
             raise ValueError("input table is empty")
         logger.info("Cached %d records in %d partitions, %d features", n_total, len(sizes), featurizer.n_features)
+        if self.rule is not None:
+            n_flagged = sum(flagged for _, flagged in counts)
+            logger.info("Rule flags %d of %d records as possibly dirty; the others are clean from the start",
+                        n_flagged, n_total)
 
         theta = fit_lbfgs(block_objective(blocks, self.loss), np.zeros(self.loss.n_parameters(featurizer.n_features)))
         test_blocks = self._blocks(test, featurizer)[0] if test is not None else None
         dirty_metrics = evaluate_blocks(test_blocks, self.loss, theta) if test_blocks is not None else {}
         dirty_model = ActiveCleanModel(theta, featurizer, self.loss, {"test": dirty_metrics})
         logger.info("Dirty model trained in %.1f s%s", time.perf_counter() - started, _format_metrics(dirty_metrics))
-        reference_model = self._reference_model(reference, df, featurizer, test_blocks)
+        reference_model = self._reference_model(blocks, featurizer, test_blocks) if reference is not None else None
         return PreparedData(
             df=df,
             blocks=blocks,
@@ -350,16 +415,18 @@ class ActiveClean:
         if self.preconditioner != "none" and prepared.curvature is not None:
             preconditioner = Preconditioner(prepared.curvature, self.preconditioner)
 
+        if self.sampling == "oracle" and reference_model is None:
+            raise ValueError("sampling 'oracle' draws by the true clean gradients, so prepare() needs the reference table")
         theta = dirty_model.theta.copy()
-        schedule = self.step.fresh()
-        store = _CleanedStore(prepared.schema, featurizer.n_features)
+        store = CleanedStore(prepared.schema, featurizer.n_features)
+        loop = _Loop(blocks, featurizer, store, output, preconditioner, self.step.fresh())
         history = []
         t = 0
         error = None
         try:
             while store.size < self.budget:
                 t += 1
-                record = self._iterate(t, blocks, featurizer, theta, store, output, preconditioner, schedule)
+                record = self._iterate(t, theta, loop)
                 if record is None:
                     break
                 theta, record = record
@@ -406,75 +473,166 @@ class ActiveClean:
         logger.info("Finished: %d records cleaned in %d iterations, %.1f s", result.n_cleaned, len(history), result.seconds)
         return result
 
-    def _iterate(self, t, blocks, featurizer, theta, store, output, preconditioner, schedule):
+    def _plan(self, loop: "_Loop", batch_draws: int) -> ScoringPlan:
+        """Return what the scoring pass needs besides theta: sampling, detector, estimator and audit size."""
+        model = loop.detector_model
+        # Trusted records exist when a rule leaves records unflagged or the detector certifies some.
+        trusting = self.rule is not None or (model is not None and model.certify)
+        n_audit = self.detector.audit_draws(batch_draws) if self.detector is not None and trusting else 0
+        return ScoringPlan(self.sampling, model, loop.changes, n_audit)
+
+    def _iterate(self, t, theta, loop: "_Loop"):
         """Run iteration t and return ``(new theta, history record)``, or None when R_dirty is empty."""
+        store = loop.store
         batch_draws = min(self.batch_size, self.budget - store.size)
-        sc = blocks.context
-        shipped = sc.broadcast((theta, store.positions))
+        plan = self._plan(loop, batch_draws)
+        sc = loop.blocks.context
+        shipped = sc.broadcast((theta, store.positions, plan))
         loss, seed, gradient_sum = self.loss, self.seed, self.control_variate
         empty = np.empty(0, dtype=np.int64)
-        parts = blocks.map(
+        parts = loop.blocks.map(
             lambda block: score_and_draw(
                 block, loss, shipped.value[0], shipped.value[1].get(block.partition, empty), batch_draws, seed, t,
-                gradient_sum=gradient_sum,
+                gradient_sum=gradient_sum, plan=shipped.value[2],
             )
         ).collect()
         shipped.destroy()
+
         rng = random_generator(self.seed, t, DRIVER_STREAM)
-        draws, n_dirty, score_total = allocate_draws(parts, batch_draws, self.floor, rng)
-        if not draws:
+        n_trusted = sum(p.n_trusted for p in parts)
+        n_dirty_left = sum(p.n_dirty for p in parts)
+        n_audit = plan.n_audit if n_trusted else 0
+        if n_dirty_left == 0 and n_trusted and plan.n_audit:
+            # The detector trusts every uncleaned record: the rest of the
+            # budget audits them, which is where its mistakes would hide.
+            n_audit = batch_draws
+        if self.sampling == "uncertainty":
+            draws, n_dirty = greedy_draws(parts, batch_draws - n_audit)
+            score_total = 0.0
+        else:
+            draws, n_dirty, score_total = allocate_draws(parts, batch_draws - n_audit, self.floor, rng)
+        audit = allocate_audit(parts, n_audit, rng)
+        if not draws and not audit:
             logger.info("No dirty records left after %d cleaned", store.size)
             return None
 
         # Each distinct record is cleaned once and counted once per draw.
         by_record: dict = {}
-        for draw in draws:
+        for draw in [*draws, *audit]:
             entry = by_record.setdefault((draw.partition, draw.position), [draw, 0])
             entry[1] += 1
         distinct = [entry[0] for entry in by_record.values()]
         counts = np.array([entry[1] for entry in by_record.values()], dtype=float)
+        batch_records = {(d.partition, d.position) for d in draws}
+        in_batch = np.array([(d.partition, d.position) in batch_records for d in distinct], dtype=bool)
         probabilities = np.array([d.probability for d in distinct])
         candidates = {p.partition: p.candidates for p in parts}
         batch = pa.concat_tables([candidates[d.partition].slice(d.row, 1) for d in distinct])
 
-        cleaned_rows, removed, X, y = self._clean(batch, t, distinct, counts, featurizer, output)
-
-        n_clean = store.size
-        if self.control_variate:
-            X_dirty, y_dirty = featurizer.transform(batch)
-            dirty_sum = np.sum([p.dirty_gradient_sum for p in parts], axis=0)
-            g_batch = controlled_batch_gradient(
-                self.loss, X, y, X_dirty, y_dirty, theta, counts, probabilities, n_dirty, len(draws), dirty_sum
-            )
-        else:
-            g_batch = batch_gradient(self.loss, X, y, theta, counts, probabilities, n_dirty, len(draws))
-        g_clean = clean_gradient(self.loss, store.X, store.y, theta, n_clean)
-        direction = combined_gradient(g_batch, g_clean, n_dirty, n_clean)
-        if preconditioner is not None:
-            direction = preconditioner.solve(direction)
-        step = schedule.step(t, direction)
-        theta = theta - step
-
+        audited = {(d.partition, d.position) for d in audit}
+        cleaned_rows, removed, X, y, classes = self._clean(
+            batch, t, distinct, counts, loop.featurizer, loop.output, audited
+        )
+        X_dirty, y_dirty = loop.featurizer.transform(batch)
         partitions = np.array([d.partition for d in distinct])
         positions = np.array([d.position for d in distinct], dtype=np.int64)
-        store.add(partitions, positions, X, y, cleaned_rows, removed)
+
+        if self.update == "sgd":
+            step = self._sgd_step(t, theta, loop, parts, (X, y, X_dirty, y_dirty), in_batch, counts, probabilities,
+                                  n_dirty, len(draws))
+            theta = theta - step
+            store.add(partitions, positions, X, y, X_dirty, y_dirty, classes, cleaned_rows, removed)
+        else:
+            store.add(partitions, positions, X, y, X_dirty, y_dirty, classes, cleaned_rows, removed)
+            refitted = self._refit(theta, loop)
+            step = refitted - theta
+            theta = refitted
+        self._learn(loop)
+
         record = {
             "iteration": t,
             "cleaned": store.size,
             "batch_draws": len(draws),
-            "batch_records": len(distinct),
+            "batch_records": int(in_batch.sum()),
             "removed": len(removed),
-            "dirty_remaining": n_dirty - len(distinct),
+            "dirty_remaining": n_dirty - int(in_batch.sum()),
             "score_total": score_total,
-            "step_size": schedule(t),
+            "step_size": loop.schedule(t) if self.update == "sgd" else None,
             "step_norm": float(np.linalg.norm(step)),
         }
+        if self.rule is not None or self.detector is not None:
+            record["trusted"] = n_trusted - int((~in_batch).sum())
+            record["audited"] = int((~in_batch).sum())
+            record["audit_dirty"] = int(np.sum(classes[~in_batch] != CLEAN))
+        detection = _detection(parts)
+        if detection is not None:
+            record["detection"] = detection
+        model = loop.detector_model
+        if model is not None:
+            # The detector fitted after this batch, which the next iteration uses.
+            record["detector"] = {"classes": model.classes, "certifying": model.certify, "missed": model.missed}
         return theta, record
 
-    def _clean(self, batch, t, distinct, counts, featurizer, output):
+    def _sgd_step(self, t, theta, loop, parts, features, in_batch, counts, probabilities, n_dirty, n_draws):
+        """Return the preconditioned, scheduled SGD step of iteration t (before the batch joins R_clean)."""
+        X, y, X_dirty, y_dirty = (values[in_batch] for values in features)
+        counts, probabilities = counts[in_batch], probabilities[in_batch]
+        if n_dirty == 0:
+            g_batch = np.zeros_like(theta)  # R_dirty is empty, so only R_clean has weight
+        elif self.control_variate:
+            dirty_sum = np.sum([p.dirty_gradient_sum for p in parts], axis=0)
+            g_batch = controlled_batch_gradient(
+                self.loss, X, y, X_dirty, y_dirty, theta, counts, probabilities, n_dirty, n_draws, dirty_sum
+            )
+        else:
+            g_batch = batch_gradient(self.loss, X, y, theta, counts, probabilities, n_dirty, n_draws)
+
+        # R_clean is the records cleaned so far plus the trusted records,
+        # whose gradient sums come from the scoring pass.
+        store = loop.store
+        n_trusted = sum(p.n_trusted for p in parts)
+        n_clean = store.size + n_trusted
+        trusted = [p.trusted_gradient_sum for p in parts if p.trusted_gradient_sum is not None]
+        g_clean = clean_gradient(self.loss, store.X, store.y, theta, n_clean, np.sum(trusted, axis=0) if trusted else None)
+        direction = combined_gradient(g_batch, g_clean, n_dirty, n_clean)
+        if loop.preconditioner is not None:
+            direction = loop.preconditioner.solve(direction)
+        return loop.schedule.step(t, direction)
+
+    def _refit(self, theta, loop):
+        """Refit theta on the cleaned records only, or on all records with the cleaned values written back."""
+        store = loop.store
+        if np.all(np.isnan(store.y)):
+            return theta  # every cleaned record so far was removed
+        if self.update == "retrain_cleaned":
+            objective = local_objective(store.X, store.y, self.loss)
+        else:
+            objective = block_objective(loop.blocks, self.loss, excluded=store.positions, extra=(store.X, store.y))
+        return fit_lbfgs(objective, theta, tol=1e-5)
+
+    def _learn(self, loop):
+        """Refit the detector and the estimator's mean changes on the cleaned records."""
+        store = loop.store
+        if self.detector is not None:
+            loop.detector_model = self.detector.fit(store.X_dirty, store.classes)
+        if not self.estimator or store.size == 0:
+            return
+        if loop.detector_model is not None:
+            names = loop.detector_model.classes
+            classes = self.detector.pooled(store.classes)
+        else:
+            names = [POOLED]
+            classes = np.full(store.size, POOLED, dtype=object)
+        estimator = ChangeEstimator(loop.featurizer.n_features)
+        estimator.update(classes, store.X_dirty, store.y_dirty, store.X, store.y)
+        loop.changes = estimator.change_matrix(names)
+
+    def _clean(self, batch, t, distinct, counts, featurizer, output, audited=frozenset()):
         """Clean and featurize a batch, then append it to the audit trail.
 
-        Returns ``(cleaned rows, removed keys, X, y)`` with X and y in batch order.
+        ``audited`` contains the ``(partition, position)`` of the trusted
+        records drawn for the audit.  Returns ``(cleaned rows, removed keys,
+        X, y, error classes)`` with X, y and the classes in batch order.
         """
         frame = batch.to_pandas()
         try:
@@ -484,13 +642,22 @@ class ActiveClean:
         except CleanerError as error:
             self._save_partial(error.partial, frame, t, distinct, counts, output)
             raise
+        records = self._audit_records(frame, rows.to_pylist(), cleaned.removed, t, distinct, counts, applied=True)
+        by_key = {record["key"]: record for record in records}
+        ordered = [by_key[k] for k in frame[self.key].tolist()]
+        classes = error_classes(
+            [record["changed_columns"] for record in ordered],
+            [record["status"] == "removed" for record in ordered],
+            [cleaned.operations.get(record["key"]) for record in ordered],
+        )
+        for record, error_class, draw in zip(ordered, classes, distinct):
+            record["error_class"] = error_class
+            record["sample"] = "audit" if (draw.partition, draw.position) in audited else "batch"
         # NOTE: the audit lines are synced before this iteration's update, so
         # after a kill the audit trail can hold one batch more than the history.
         if output:
-            output.append_audit(
-                self._audit_records(frame, rows.to_pylist(), cleaned.removed, t, distinct, counts, applied=True)
-            )
-        return rows, list(cleaned.removed), X, y
+            output.append_audit(records)
+        return rows, list(cleaned.removed), X, y, classes
 
     def _save_partial(self, partial, frame, t, distinct, counts, output):
         """Record what a failing cleaner did return, so none of its work is lost."""
@@ -562,7 +729,9 @@ class ActiveClean:
         return X, y
 
     def _should_stop(self, record) -> bool:
-        if record["dirty_remaining"] <= 0:
+        # With a learned detector, certified records can still be audited
+        # after R_dirty is empty; the next scoring pass finds out.
+        if record["dirty_remaining"] <= 0 and self.detector is None:
             return True
         if self.tol > 0 and record["step_norm"] < self.tol:
             logger.info("Step norm %.3g fell below tol %.3g", record["step_norm"], self.tol)
@@ -577,14 +746,10 @@ class ActiveClean:
                 return True
         return False
 
-    def _reference_model(self, reference, df, featurizer, test_blocks):
+    def _reference_model(self, blocks, featurizer, test_blocks):
         """Train theta_c on the fully clean version of the training records."""
-        if reference is None:
-            return None
-        clean = reference.select(*df.columns).join(df.select(self.key), on=self.key, how="left_semi")
-        blocks = self._blocks(clean, featurizer)[0]
-        theta_c = fit_lbfgs(block_objective(blocks, self.loss), np.zeros(self.loss.n_parameters(featurizer.n_features)))
-        blocks.unpersist()
+        objective = block_objective(blocks, self.loss, reference=True)
+        theta_c = fit_lbfgs(objective, np.zeros(self.loss.n_parameters(featurizer.n_features)))
         metrics = evaluate_blocks(test_blocks, self.loss, theta_c) if test_blocks is not None else {}
         logger.info("Fully clean reference model trained%s", _format_metrics(metrics))
         return ActiveCleanModel(theta_c, featurizer, self.loss, {"test": metrics})
@@ -613,3 +778,52 @@ def _same(a, b) -> bool:
         b_missing = b is None or (isinstance(b, float) and np.isnan(b))
         return a_missing and b_missing
     return a == b
+
+
+def _flag_count(block) -> int:
+    return block.size if block.flagged is None else int(block.flagged.sum())
+
+
+def _rule_column(expression: str, df):
+    """Return the Spark column of a rule expression, or raise ValueError naming the expression."""
+    from pyspark.errors import PySparkException
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import BooleanType
+
+    try:
+        column = F.expr(expression)
+        data_type = df.select(column.alias(FLAG_COLUMN)).schema[FLAG_COLUMN].dataType
+    except PySparkException as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise ValueError(
+            f"rule expression {expression!r} is not valid Spark SQL over the input columns {df.columns}: {first_line}"
+        ) from None
+    if not isinstance(data_type, BooleanType):
+        raise ValueError(
+            f"rule expression {expression!r} has type {data_type.simpleString()}, not boolean; write a condition "
+            "that is true for possibly dirty records, for example \"price IS NULL OR price < 0\""
+        )
+    return column
+
+
+def _rule_error(error: Exception) -> Exception:
+    """Turn an executor's failure in a rule predicate into the ValueError it raised; keep other errors."""
+    text = str(error)
+    marker = "ValueError: rule predicate"
+    if marker not in text:
+        return error
+    message = text[text.index(marker) + len("ValueError: "):].splitlines()[0]
+    return ValueError(message)
+
+
+def _detection(parts) -> dict | None:
+    """Return the precision and recall of the dirty/trusted split over uncleaned records, when the truth is known."""
+    if any(part.detection is None for part in parts):
+        return None
+    true_positive, false_positive, false_negative = (sum(values) for values in zip(*(p.detection for p in parts)))
+    flagged, dirty = true_positive + false_positive, true_positive + false_negative
+    return {
+        "precision": true_positive / flagged if flagged else None,
+        "recall": true_positive / dirty if dirty else None,
+        "truly_dirty": int(dirty),
+    }

@@ -62,6 +62,14 @@ class ChangeEstimator:
         dy = self._label_sums[error_class] / label_count if label_count else 0.0
         return dx, dy
 
+    def change_matrix(self, classes: list) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(dX, dy)`` with one row of mean changes per class, in the order given."""
+        dX = np.zeros((len(classes), self.n_features))
+        dy = np.zeros(len(classes))
+        for row, error_class in enumerate(classes):
+            dX[row], dy[row] = self.mean_change(error_class)
+        return dX, dy
+
     def estimated_gradients(self, loss: Loss, X, y, theta, classes, dirty_attributes=None) -> np.ndarray:
         """Return g_hat for every record, shape ``(n, p)``.
 

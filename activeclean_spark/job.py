@@ -8,13 +8,14 @@ import os
 from .cleaners import BatchCleaner, OracleCleaner, RecordCleaner
 from .config import Config, ConfigError, import_function
 from .datasets import DATASETS
+from .detector import LearnedDetector, RuleDetector
 from .engine import ActiveClean
 from .features import FeatureSpec
 from .losses import make_loss
 from .session import get_spark
 from .updater import StepSchedule
 
-__all__ = ["build_job", "run_job", "read_table"]
+__all__ = ["build_job", "run_job", "read_table", "option_message"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,13 +56,15 @@ OPTION_NAMES = {
     "step schedule": "run.step_schedule", "step size": "run.step_size",
     "budget": "run.budget", "batch_size": "run.batch_size", "floor": "run.floor", "seed": "run.seed",
     "tol": "run.tol", "target": "run.target", "preconditioner": "run.preconditioner",
-    "control_variate": "run.control_variate",
+    "control_variate": "run.control_variate", "estimator": "run.estimator", "sampling": "run.sampling",
+    "update": "run.update", "detector threshold": "detector.threshold", "detector audit": "detector.audit",
+    "detector min_records": "detector.min_records", "rule expression": "detector.rule",
     "num_partitions": "run.partitions", "task": "features.task", "max_categories": "features.max_categories",
     "hash_buckets": "features.hash_buckets",
 }
 
 
-def _option_message(message: str) -> str:
+def option_message(message: str) -> str:
     """Name the configuration option in a library message that names a parameter."""
     for name, option in OPTION_NAMES.items():
         if message.startswith(name + " "):
@@ -134,7 +137,6 @@ def build_job(config: Config, spark=None):
 
     ``table`` is the whole input, held-out records included, for the output.
     """
-    """Run the job a configuration describes and return the :class:`ActiveCleanResult`."""
     spark = spark or get_spark(config["spark"]["master"], config["spark"]["conf"], config["spark"]["app_name"])
     dirty, clean, test, key, feature_options, table = _tables(spark, config)
     run, model = config["run"], config["model"]
@@ -148,7 +150,7 @@ def build_job(config: Config, spark=None):
         spec = FeatureSpec(task=task or loss.task, **feature_options)
         step = StepSchedule(run["step_schedule"], run["step_size"])
     except (ValueError, TypeError) as error:
-        raise ConfigError(_option_message(str(error))) from None
+        raise ConfigError(option_message(str(error))) from None
     if spec.task != loss.task:
         raise ConfigError(f"features.task is {spec.task!r} but loss {loss.name!r} is for {loss.task}")
 
@@ -159,12 +161,28 @@ def build_job(config: Config, spark=None):
     try:
         engine = _engine(config, spec, loss, step, budget, clean, key)
     except (ValueError, TypeError) as error:
-        raise ConfigError(_option_message(str(error))) from None
+        raise ConfigError(option_message(str(error))) from None
     return engine, dirty, test, clean if run["reference"] else None, table
+
+
+def _detectors(config) -> tuple:
+    """Return the ``(rule, learned detector)`` the [detector] section describes; either may be None."""
+    options = config["detector"]
+    rule = None
+    if options["rule"] is not None:
+        rule = RuleDetector(expression=options["rule"])
+    elif options["rule_function"] is not None:
+        rule = RuleDetector(predicate=import_function(options["rule_function"], "detector.rule_function"))
+    # Built even when unused, so that an invalid option is reported either way.
+    detector = LearnedDetector(
+        options["threshold"], audit=options["audit"], min_records=options["min_records"], certify=options["certify"],
+    )
+    return rule, detector if options["learned"] else None
 
 
 def _engine(config, spec, loss, step, budget, clean, key):
     run = config["run"]
+    rule, detector = _detectors(config)
     return ActiveClean(
         key=key,
         features=spec,
@@ -180,6 +198,11 @@ def _engine(config, spec, loss, step, budget, clean, key):
         target=run["target"],
         preconditioner=run["preconditioner"],
         control_variate=run["control_variate"],
+        rule=rule,
+        detector=detector,
+        estimator=run["estimator"],
+        sampling=run["sampling"],
+        update=run["update"],
     )
 
 

@@ -25,18 +25,32 @@ def _usable(X, y):
     return (X, y) if keep.all() else (X[keep], y[keep])
 
 
-def block_objective(blocks, loss):
-    """Return ``theta -> (mean loss, mean gradient)`` over the usable records of a block RDD."""
+def block_objective(blocks, loss, *, reference: bool = False, excluded: dict | None = None, extra=None):
+    """Return ``theta -> (mean loss, mean gradient)`` over the usable records of a block RDD.
+
+    With ``reference``, the blocks' clean reference features are used.
+    ``excluded`` maps a partition to local positions left out, and ``extra``
+    is an ``(X, y)`` pair of driver-side records added to the sums, so that
+    cleaned records can replace their dirty versions.
+    """
     sc = blocks.context
+    extra_X, extra_y = _usable(*extra) if extra is not None else (None, None)
 
     def evaluate(theta):
-        shipped = sc.broadcast(theta)
+        shipped = sc.broadcast((theta, excluded or {}))
 
         def block_sums(block):
-            X, y = _usable(block.X, block.y)
+            theta_local, skipped = shipped.value
+            X, y = (block.X_reference, block.y_reference) if reference else (block.X, block.y)
+            positions = skipped.get(block.partition)
+            if positions is not None and positions.size:
+                keep = np.ones(block.size, dtype=bool)
+                keep[positions] = False
+                X, y = X[keep], y[keep]
+            X, y = _usable(X, y)
             if X.shape[0] == 0:
-                return 0, 0.0, np.zeros_like(shipped.value)
-            total, grad = loss.loss_and_gradient_sums(X, y, shipped.value)
+                return 0, 0.0, np.zeros_like(theta_local)
+            total, grad = loss.loss_and_gradient_sums(X, y, theta_local)
             return X.shape[0], total, grad
 
         def add(a, b):
@@ -44,6 +58,9 @@ def block_objective(blocks, loss):
 
         count, total, grad = blocks.map(block_sums).treeAggregate((0, 0.0, np.zeros_like(theta)), add, add)
         shipped.destroy()
+        if extra_X is not None and extra_X.shape[0]:
+            extra_total, extra_grad = loss.loss_and_gradient_sums(extra_X, extra_y, theta)
+            count, total, grad = count + extra_X.shape[0], total + extra_total, grad + extra_grad
         if count == 0:
             raise ValueError("no record has a usable label; check the label column and its classes")
         return total / count, grad / count

@@ -21,12 +21,15 @@ task retried by Spark draws the same candidates.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["PartitionDraw", "score_and_draw", "allocate_draws", "Draw", "DEFAULT_FLOOR", "random_generator", "DRIVER_STREAM"]
+__all__ = [
+    "PartitionDraw", "ScoringPlan", "SAMPLINGS", "score_and_draw", "allocate_draws", "allocate_audit", "greedy_draws",
+    "Draw", "DEFAULT_FLOOR", "random_generator", "DRIVER_STREAM",
+]
 
 # Share of the draw probability spread uniformly over R_dirty.  A record with
 # a zero score (an SVM record outside the margin, a record with an unusable
@@ -51,9 +54,36 @@ def random_generator(seed: int, iteration: int, stream: int, partition: int = 0)
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(iteration, stream, partition)))
 
 
+SAMPLINGS = ("importance", "uniform", "oracle", "uncertainty")
+
+
+@dataclass
+class ScoringPlan:
+    """Settings of the scoring pass besides theta, shipped to the executors with the model.
+
+    ``sampling`` is ``"importance"`` (norm of the estimated clean gradient),
+    ``"uniform"``, ``"oracle"`` (norm of the true clean gradient, from the
+    reference features) or ``"uncertainty"`` (the records closest to the
+    decision boundary, drawn greedily rather than at random).  ``detector``
+    is a fitted :class:`~activeclean_spark.detector.DetectorModel` and
+    ``changes`` the estimator's mean change per detector class, ``(dX, dy)``
+    with one row per class (one row in all when there is no detector).
+    ``n_audit`` candidates are drawn uniformly from the trusted records.
+    """
+
+    sampling: str = "importance"
+    detector: object = None
+    changes: tuple | None = None
+    n_audit: int = 0
+
+
 @dataclass
 class PartitionDraw:
-    """Scores, totals and candidate draws of one partition's scoring pass."""
+    """Scores, totals and candidate draws of one partition's scoring pass.
+
+    Trusted records are in R_clean without having been cleaned: those a
+    rule does not flag and those the detector certifies clean.
+    """
 
     partition: int
     n_dirty: int
@@ -62,9 +92,13 @@ class PartitionDraw:
     weighted_scores: np.ndarray
     uniform: np.ndarray  # local positions drawn uniformly from the dirty records
     uniform_scores: np.ndarray
-    candidates: pa.Table  # raw rows of weighted then uniform candidates
+    candidates: pa.Table  # raw rows of weighted, uniform, then audit candidates
     keys: np.ndarray
     dirty_gradient_sum: np.ndarray | None = None  # over R_dirty, for the control variate
+    n_trusted: int = 0
+    trusted_gradient_sum: np.ndarray | None = None
+    audit: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # uniform over trusted records
+    detection: tuple | None = None  # (true positives, false positives, false negatives) when the truth is known
 
 
 @dataclass
@@ -78,71 +112,148 @@ class Draw:
     row: int  # row of the record in its partition's candidate table
 
 
-def _scores(block, loss, theta: np.ndarray, excluded: np.ndarray) -> np.ndarray:
-    scores = np.zeros(block.size)
-    usable = ~np.isnan(block.y)
-    if usable.all():
-        scores = loss.gradient_norms(block.X, block.y, theta)
-    elif usable.any():
-        scores[usable] = loss.gradient_norms(block.X[usable], block.y[usable], theta)
-    scores[~np.isfinite(scores)] = 0.0
-    scores[excluded] = 0.0
+def _usable_sum(loss, X, y, theta) -> np.ndarray:
+    """Sum of the gradients over rows with a usable label."""
+    usable = ~np.isnan(y)
+    if not usable.any():
+        return np.zeros(theta.size)
+    if not usable.all():
+        X, y = X[usable], y[usable]
+    return loss.loss_and_gradient_sums(X, y, theta)[1]
+
+
+def _norms(loss, X, y, theta) -> np.ndarray:
+    scores = np.zeros(X.shape[0])
+    usable = ~np.isnan(y)
+    if usable.any():
+        scores[usable] = loss.gradient_norms(X[usable], y[usable], theta)
     return scores
 
 
-def _dirty_gradient_sum(block, loss, theta, excluded) -> np.ndarray:
-    """Sum of the dirty gradients over the block's R_dirty; unusable labels count as zero."""
-    usable = ~np.isnan(block.y)
-    total = np.zeros(theta.size)
-    if usable.all():
-        total += loss.loss_and_gradient_sums(block.X, block.y, theta)[1]
-    elif usable.any():
-        total += loss.loss_and_gradient_sums(block.X[usable], block.y[usable], theta)[1]
-    # Subtracting R_clean's rows gathers only |R_clean| rows instead of
-    # copying the whole block through a mask.
-    cleaned = excluded[usable[excluded]]
-    if cleaned.size:
-        total -= loss.loss_and_gradient_sums(block.X[cleaned], block.y[cleaned], theta)[1]
-    return total
+def _estimated_norms(loss, X, y, theta, changes, probabilities) -> np.ndarray:
+    """Norms of g_hat = dirty gradient + the change that cleaning is expected to bring.
+
+    The expected change of a record is the mix of the classes' mean changes,
+    weighted by the detector's class probabilities.  The gradient change is
+    linear in it, so one Jacobian-vector product per record suffices.
+    """
+    from .losses import LinearModelLoss
+
+    usable = ~np.isnan(y)
+    scores = np.zeros(X.shape[0])
+    if not usable.any():
+        return scores
+    X, y = X[usable], y[usable]
+    if changes is None or not isinstance(loss, LinearModelLoss):
+        scores[usable] = loss.gradient_norms(X, y, theta)
+        return scores
+    dX_classes, dy_classes = changes
+    if probabilities is None:
+        dX = np.broadcast_to(dX_classes[0], X.shape)
+        dy = np.full(X.shape[0], dy_classes[0])
+    else:
+        probabilities = probabilities[usable]
+        dX = probabilities @ dX_classes
+        dy = probabilities @ dy_classes
+    gradients = loss.gradients(X, y, theta) + loss.gradient_changes(X, y, theta, dX, dy)
+    scores[usable] = np.linalg.norm(gradients, axis=1)
+    return scores
+
+
+def _uncertainty(loss, X, theta) -> np.ndarray:
+    """Return minus the distance to the decision boundary, so the largest is the least certain."""
+    if not hasattr(loss, "margins") or loss.task != "classification":
+        raise ValueError(f"uncertainty sampling needs a linear classification loss, not {loss.name!r}")
+    return -np.abs(loss.margins(X, theta))
 
 
 def score_and_draw(
-    block, loss, theta, excluded, n_candidates: int, seed: int, iteration: int, *, gradient_sum: bool = False
+    block, loss, theta, excluded, n_candidates: int, seed: int, iteration: int, *, gradient_sum: bool = False,
+    plan: ScoringPlan | None = None,
 ) -> PartitionDraw:
     """Score a block's dirty records and draw candidates from both mixture components.
 
-    ``excluded`` contains the local positions of records already in R_clean.
+    ``excluded`` contains the local positions of the records cleaned so far.
     With ``gradient_sum``, the pass also sums the dirty gradients over
     R_dirty for the control variate.
     """
+    plan = plan or ScoringPlan()
     rng = random_generator(seed, iteration, EXECUTOR_STREAM, block.partition)
-    scores = _scores(block, loss, theta, excluded)
-    n_dirty = block.size - excluded.size
+    dirty = np.ones(block.size, dtype=bool)
+    dirty[excluded] = False
+    trusted = np.zeros(block.size, dtype=bool)
+    if block.flagged is not None:
+        trusted = dirty & ~block.flagged
+        dirty &= block.flagged
+
+    probabilities = None
+    if plan.detector is not None and dirty.any():
+        rows = np.flatnonzero(dirty)
+        probabilities = plan.detector.probabilities(block.X[rows])
+        certified = plan.detector.certified(block.X[rows], probabilities)
+        trusted[rows[certified]] = True
+        dirty[rows[certified]] = False
+        probabilities = probabilities[~certified]
+    rows = np.flatnonzero(dirty)
+    # Without exclusions every row is dirty, and the block's arrays are used without a copy.
+    X, y = (block.X, block.y) if rows.size == block.size else (block.X[rows], block.y[rows])
+
+    scores = np.zeros(block.size)
+    if plan.sampling == "importance":
+        scores[rows] = _estimated_norms(loss, X, y, theta, plan.changes, probabilities)
+    elif plan.sampling == "oracle":
+        scores[rows] = _norms(loss, block.X_reference[rows], block.y_reference[rows], theta)
+    elif plan.sampling == "uncertainty":
+        scores[rows] = _uncertainty(loss, X, theta)
+    scores[~np.isfinite(scores)] = 0.0
+    n_dirty = rows.size
     weighted = np.empty(0, dtype=np.int64)
     uniform = np.empty(0, dtype=np.int64)
 
     if n_dirty > 0:
-        cumulative = np.cumsum(scores)
-        total = float(cumulative[-1])
-        if total > 0:
-            targets = rng.random(n_candidates) * total
-            weighted = np.minimum(np.searchsorted(cumulative, targets, side="right"), block.size - 1)
-        dirty = np.ones(block.size, dtype=bool)
-        dirty[excluded] = False
-        uniform = np.flatnonzero(dirty)[rng.integers(0, n_dirty, n_candidates)]
+        if plan.sampling == "uncertainty":
+            # Greedy: the n_candidates least certain records, most uncertain first.
+            order = np.argsort(-scores[rows], kind="stable")[:n_candidates]
+            weighted = rows[order]
+        else:
+            cumulative = np.cumsum(scores)
+            total = float(cumulative[-1])
+            if total > 0:
+                targets = rng.random(n_candidates) * total
+                weighted = np.minimum(np.searchsorted(cumulative, targets, side="right"), block.size - 1)
+            uniform = rows[rng.integers(0, n_dirty, n_candidates)]
 
-    positions = np.concatenate([weighted, uniform])
+    trusted_rows = np.flatnonzero(trusted)
+    audit = np.empty(0, dtype=np.int64)
+    if plan.n_audit and trusted_rows.size:
+        # A full batch of candidates, because the driver audits a whole
+        # batch once the detector trusts every uncleaned record.
+        audit = trusted_rows[rng.integers(0, trusted_rows.size, max(plan.n_audit, n_candidates))]
+
+    detection = None
+    if block.truly_dirty is not None:
+        truth = block.truly_dirty
+        detection = (int(np.sum(dirty & truth)), int(np.sum(dirty & ~truth)), int(np.sum(trusted & truth)))
+
+    positions = np.concatenate([weighted, uniform, audit])
+    score_total = 0.0 if plan.sampling == "uncertainty" else float(scores[rows].sum())
     return PartitionDraw(
         partition=block.partition,
         n_dirty=n_dirty,
-        score_total=float(scores.sum()),
+        score_total=score_total,
         weighted=weighted,
         weighted_scores=scores[weighted],
         uniform=uniform,
         uniform_scores=scores[uniform],
         candidates=block.raw.take(pa.array(positions, pa.int64())),
         keys=block.keys[positions],
-        dirty_gradient_sum=_dirty_gradient_sum(block, loss, theta, excluded) if gradient_sum else None,
+        dirty_gradient_sum=_usable_sum(loss, X, y, theta) if gradient_sum else None,
+        n_trusted=int(trusted_rows.size),
+        trusted_gradient_sum=(
+            _usable_sum(loss, block.X[trusted_rows], block.y[trusted_rows], theta) if trusted_rows.size else None
+        ),
+        audit=audit,
+        detection=detection,
     )
 
 
@@ -176,3 +287,36 @@ def allocate_draws(parts: list[PartitionDraw], batch_size: int, floor: float, rn
         for row, position, score in chosen:
             draws.append(Draw(part.partition, int(position), part.keys[row], probability(score), row))
     return draws, n_dirty, score_total
+
+
+def allocate_audit(parts: list[PartitionDraw], n_audit: int, rng: np.random.Generator) -> list[Draw]:
+    """Draw ``n_audit`` records uniformly from the trusted records of all partitions."""
+    n_trusted = sum(p.n_trusted for p in parts)
+    if n_audit == 0 or n_trusted == 0:
+        return []
+    counts = rng.multinomial(n_audit, [p.n_trusted / n_trusted for p in parts])
+    draws = []
+    for part, count in zip(parts, counts):
+        offset = len(part.weighted) + len(part.uniform)
+        for i in range(count):
+            draws.append(Draw(part.partition, int(part.audit[i]), part.keys[offset + i], 1.0 / n_trusted, offset + i))
+    return draws
+
+
+def greedy_draws(parts: list[PartitionDraw], batch_size: int) -> tuple[list[Draw], int]:
+    """Return the ``batch_size`` highest-scoring candidates of all partitions, and |R_dirty|.
+
+    Greedy selection has no draw probability; each draw carries ``1 / n``
+    only as a placeholder, and the update that follows must not weight by it.
+    """
+    n_dirty = sum(p.n_dirty for p in parts)
+    ranked = sorted(
+        ((score, part.partition, i) for part in parts for i, score in enumerate(part.weighted_scores)),
+        key=lambda item: -item[0],
+    )[:batch_size]
+    by_partition = {p.partition: p for p in parts}
+    draws = [
+        Draw(partition, int(by_partition[partition].weighted[i]), by_partition[partition].keys[i], 1.0 / n_dirty, i)
+        for _, partition, i in ranked
+    ]
+    return draws, n_dirty

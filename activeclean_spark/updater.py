@@ -164,14 +164,23 @@ def controlled_batch_gradient(loss, X_clean, y_clean, X_dirty, y_dirty, theta, d
     return dirty_gradient_sum / n_dirty + correction
 
 
-def clean_gradient(loss, X, y, theta, n_clean):
-    """Return g_C: the sum of the gradients over R_clean divided by |R_clean|."""
+def clean_gradient(loss, X, y, theta, n_clean, trusted_sum=None):
+    """Return g_C: the sum of the gradients over R_clean divided by |R_clean|.
+
+    ``X`` and ``y`` are the cleaned records; ``trusted_sum`` adds the
+    gradient sum of records in R_clean that were never cleaned (those a
+    rule leaves unflagged or the detector certifies), and ``n_clean``
+    counts both.
+    """
     grad = np.zeros(loss.n_parameters(X.shape[1]))
+    if trusted_sum is not None:
+        grad += trusted_sum
     usable = ~np.isnan(y)
-    if n_clean == 0 or not usable.any():
+    if n_clean == 0:
         return grad
-    _, sums = loss.loss_and_gradient_sums(X[usable], y[usable], theta)
-    return sums / n_clean
+    if usable.any():
+        grad += loss.loss_and_gradient_sums(X[usable], y[usable], theta)[1]
+    return grad / n_clean
 
 
 def combined_gradient(g_batch, g_clean, n_dirty, n_clean):

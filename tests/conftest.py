@@ -59,6 +59,23 @@ def make_tables(n=600, d=4, rate=0.2, seed=0):
     return dirty, clean
 
 
+def make_engine(clean, **options):
+    """Return an ActiveClean engine for :func:`make_tables` data with an oracle on ``clean``; options override."""
+    from activeclean_spark import ActiveClean, FeatureSpec, LogisticLoss, OracleCleaner
+
+    params = dict(
+        key="id",
+        features=FeatureSpec(label="label", numeric=["x0", "x1", "x2", "x3"], categorical=["color"], positive=1),
+        loss=LogisticLoss(reg=0.01),
+        cleaner=OracleCleaner(clean, "id"),
+        budget=60,
+        batch_size=20,
+        num_partitions=2,
+    )
+    params.update(options)
+    return ActiveClean(**params)
+
+
 @pytest.fixture(scope="session")
 def tables():
     return make_tables()

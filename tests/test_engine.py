@@ -12,7 +12,7 @@ from activeclean_spark import (
     Loss,
     OracleCleaner,
 )
-from conftest import make_tables
+from conftest import make_engine, make_tables
 
 SEEDS = range(5)
 
@@ -23,15 +23,7 @@ def prepared(spark):
     # corruption is where importance sampling pays off.
     dirty, clean = make_tables(n=1000, rate=0.05, seed=1)
     dirty_df, clean_df = spark.createDataFrame(dirty), spark.createDataFrame(clean)
-    engine = ActiveClean(
-        key="id",
-        features=FeatureSpec(label="label", numeric=["x0", "x1", "x2", "x3"], categorical=["color"], positive=1),
-        loss=LogisticLoss(reg=0.01),
-        cleaner=OracleCleaner(clean_df, "id"),
-        budget=200,
-        batch_size=20,
-        num_partitions=2,
-    )
+    engine = make_engine(clean_df, budget=200)
     data = engine.prepare(dirty_df, reference=clean_df)
     yield engine, data
     data.release()

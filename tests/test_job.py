@@ -219,6 +219,10 @@ def test_cleaner_returning_bad_label_stops(spark, tmp_path, capsys):
         ("run.step_schedule=\"adam\"", "run.step_schedule must be one of constant, inverse, inverse_sqrt, adagrad"),
         ("features.label=\"missing_column\"", "input table has no column 'missing_column' \\(the label\\)"),
         ("input.key=\"color\"", "key column 'color' is not unique"),
+        ("run.sampling=\"random\"", "run.sampling must be one of importance, uniform, oracle, uncertainty"),
+        ("run.update=\"refit\"", "run.update must be one of sgd, retrain_cleaned, retrain_all"),
+        ("detector.threshold=2", "detector.threshold must be a number in \\[0.5, 1\\)"),
+        ("detector.rule=\"x9 > 1\"", "detector.rule 'x9 > 1' is not valid Spark SQL"),
     ],
 )
 def test_invalid_configuration_is_reported(spark, tmp_path, capsys, override, message):
@@ -290,3 +294,25 @@ def test_override_replaces_exclusive_option(tmp_path):
     config = load_config(path, ["run.budget_fraction=0.5"])
     assert config["run"]["budget_fraction"] == 0.5
     assert config["run"]["budget"] is None
+
+
+def test_rule_and_learned_detector_from_config(spark, tmp_path):
+    dirty, clean = make_tables(n=N_RECORDS, seed=2)
+    extra = 'overwrite = true\n\n[detector]\nlearned = true\nmin_records = 20\nrule = "abs(x0) > 0.5"'
+    config = _write_config(tmp_path, dirty, clean, extra=extra)
+    assert main(["run", config, "--quiet"]) == 0
+    with open(tmp_path / "out" / "history.jsonl", encoding="utf-8") as handle:
+        history = [json.loads(line) for line in handle]
+    assert history[0]["trusted"] > 0
+    assert "precision" in history[0]["detection"]
+    with open(tmp_path / "out" / "audit.jsonl", encoding="utf-8") as handle:
+        audit = [json.loads(line) for line in handle]
+    flagged = set(dirty.loc[dirty["x0"].abs() > 0.5, "id"])
+    assert {r["key"] for r in audit if r["sample"] == "batch"} <= flagged
+
+
+def test_rule_and_rule_function_exclude_each_other(tmp_path):
+    dirty, clean = make_tables(n=20, seed=8)
+    extra = '\n[detector]\nrule = "x0 > 1"\nrule_function = "rules:flag"'
+    with pytest.raises(ConfigError, match="set at most one of detector.rule"):
+        load_config(_write_config(tmp_path, dirty, clean, extra=extra))

@@ -165,3 +165,67 @@ def test_dirty_gradient_sum_covers_only_dirty_records():
     keep[[0, 3, 7]] = False
     expected = loss.gradients(block.X[keep], block.y[keep], theta).sum(axis=0)
     np.testing.assert_allclose(part.dirty_gradient_sum, expected)
+
+
+@pytest.mark.parametrize("loss", [LogisticLoss(reg=0.05), LeastSquaresLoss(reg=0.05)], ids=lambda loss: loss.name)
+def test_combined_gradient_with_trusted_records_is_unbiased(loss):
+    """Rule-trusted and detector-certified records join R_clean; the estimate must stay unbiased.
+
+    Trusted records are truly clean here, so their dirty gradient is their
+    clean gradient.  Scores come from the estimator's expected change, which
+    changes the probabilities but never the expectation.
+    """
+    from activeclean_spark.detector import DetectorModel
+    from activeclean_spark.sampler import ScoringPlan, allocate_audit
+
+    blocks, X_clean, y_clean, removed = _relation(loss, d=3, seed=4)
+    corrupted = np.any(np.vstack([b.X for b in blocks]) != X_clean, axis=1)
+    total = X_clean.shape[0]
+    rng = np.random.default_rng(9)
+    # The rule leaves a third of the clean records unflagged; a planted
+    # feature lets the detector certify another third of them.
+    unflagged = ~corrupted & (rng.random(total) < 0.33)
+    certifiable = ~corrupted & ~unflagged & (rng.random(total) < 0.5)
+    removed &= corrupted
+    for block in blocks:
+        block.flagged = ~unflagged[block.keys]
+        block.X = np.column_stack([block.X, certifiable[block.keys].astype(float)])
+    X_clean = np.column_stack([X_clean, certifiable.astype(float)])
+    X_dirty = np.vstack([b.X for b in blocks])
+    y_dirty = np.concatenate([b.y for b in blocks])
+    detector = DetectorModel(["clean", "x0"], np.array([[0, 0, 0, 20.0, -10.0], [0, 0, 0, -20.0, 10.0]]), 0.9, True)
+    changes = (np.array([[0.0, 0, 0, 0], [0.5, -0.2, 0.1, 0]]), np.array([0.0, 0.3]))
+    plan = ScoringPlan("importance", detector, changes, n_audit=1)
+    theta = np.array([0.8, -0.5, 0.3, 0.2, 0.1])
+
+    cleaned = np.concatenate([b.keys[:10] for b in blocks])
+    excluded = {b.partition: np.arange(10) for b in blocks}
+    y_store = np.where(removed[cleaned], np.nan, y_clean[cleaned])
+    keep = ~removed
+    truth = loss.gradients(X_clean[keep], np.where(removed, np.nan, y_clean)[keep], theta).sum(axis=0) / total
+
+    batch, rounds = 10, 3000
+    estimates = np.empty((rounds, theta.size))
+    for iteration in range(1, rounds + 1):
+        parts = [score_and_draw(b, loss, theta, excluded[b.partition], batch, 5, iteration, gradient_sum=True,
+                                plan=plan) for b in blocks]
+        rng_driver = random_generator(5, iteration, DRIVER_STREAM)
+        draws, n_dirty, _ = allocate_draws(parts, batch, 0.1, rng_driver)
+        assert all(not certifiable[d.key] and not unflagged[d.key] for d in draws)
+        assert allocate_audit(parts, 1, rng_driver)
+        keys = np.array([d.key for d in draws])
+        distinct, first, counts = np.unique(keys, return_index=True, return_counts=True)
+        probabilities = np.array([draws[i].probability for i in first])
+        y_batch = np.where(removed[distinct], np.nan, y_clean[distinct])
+        dirty_sum = np.sum([p.dirty_gradient_sum for p in parts], axis=0)
+        g_batch = controlled_batch_gradient(loss, X_clean[distinct], y_batch, X_dirty[distinct], y_dirty[distinct],
+                                            theta, counts.astype(float), probabilities, n_dirty, len(draws), dirty_sum)
+        n_trusted = sum(p.n_trusted for p in parts)
+        trusted_sum = np.sum([p.trusted_gradient_sum for p in parts if p.trusted_gradient_sum is not None], axis=0)
+        n_clean = cleaned.size + n_trusted
+        g_clean = clean_gradient(loss, X_clean[cleaned], y_store, theta, n_clean, trusted_sum)
+        estimates[iteration - 1] = combined_gradient(g_batch, g_clean, n_dirty, n_clean)
+
+    # Same tolerance argument as the test above: 5 standard errors per coordinate.
+    standard_error = estimates.std(axis=0) / np.sqrt(rounds)
+    assert np.all(np.abs(estimates.mean(axis=0) - truth) <= 5 * standard_error + 1e-12)
