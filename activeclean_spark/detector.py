@@ -217,6 +217,9 @@ class LearnedDetector:
         model = DetectorModel(names, weights, self.threshold, False)
         if self.certify and classes.size >= self.min_records and n_clean >= 5:
             dirty = classes != CLEAN
+            # NOTE: the share is measured on the records the detector was
+            # fitted on, so it is optimistic: with few dirty examples and many
+            # features the fit can separate them and still miss new ones.
             missed = float(np.mean(model.clean_probability(model.probabilities(X[dirty])) >= self.threshold))
             model.certify = missed <= self.max_missed
             model.missed = missed

@@ -149,10 +149,13 @@ class ActiveClean:
     detector : LearnedDetector, optional
         Learns error classes from the cleaned records, certifies records
         that look clean, and selects the estimator's correction.
-    estimator : bool, default=True
+    estimator : bool, optional
         Score records by the norm of their estimated clean gradient (dirty
         gradient plus the mean change that cleaning brought to their error
-        class); False scores by the dirty gradient.
+        class); False scores by the dirty gradient.  The default turns it on
+        with a learned detector only: without error classes, one mean change
+        is applied to every record.  On BabyProduct (10% budget) that left
+        one seed in five with a larger model error than the dirty model.
     sampling : {"importance", "uniform", "oracle", "uncertainty"}, default="importance"
         How batches are drawn: importance sampling, uniform sampling,
         importance sampling by the true clean gradient (needs the
@@ -181,7 +184,7 @@ class ActiveClean:
         control_variate: bool = True,
         rule: RuleDetector | None = None,
         detector: LearnedDetector | None = None,
-        estimator: bool = True,
+        estimator: bool | None = None,
         sampling: str = "importance",
         update: str = "sgd",
     ):
@@ -224,6 +227,8 @@ class ActiveClean:
             raise TypeError(f"rule must be a RuleDetector, got {type(rule).__name__}")
         if detector is not None and not isinstance(detector, LearnedDetector):
             raise TypeError(f"detector must be a LearnedDetector, got {type(detector).__name__}")
+        if estimator is None:
+            estimator = detector is not None
         if not isinstance(estimator, bool):
             raise ValueError(f"estimator must be true or false, got {estimator!r}")
         if sampling not in SAMPLINGS:
