@@ -172,6 +172,8 @@ def compare(config: Config, spark=None, *, plots: bool = True) -> str:
     from .session import get_spark
 
     _check(config)
+    # Every option is checked before Spark starts, so a mistake costs no session.
+    planned = scenarios(config)
     options = config["compare"]
     spark = spark or get_spark(config["spark"]["master"], config["spark"]["conf"], config["spark"]["app_name"])
     directory = options["output"]
@@ -182,7 +184,7 @@ def compare(config: Config, spark=None, *, plots: bool = True) -> str:
     with open(temporary, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
-        for scenario in scenarios(config):
+        for scenario in planned:
             for seed in options["seeds"]:
                 for row in _run_scenario(build_job, _scenario_config(config, scenario, seed), scenario, seed, spark):
                     writer.writerow({k: _cell(v) for k, v in row.items()})

@@ -161,8 +161,8 @@ class LearnedDetector:
         Certification stays off while the detector would certify more than
         this share of the dirty records it was fitted on.  A detector that
         has not learned to recognize the errors predicts the base rate,
-        which exceeds ``threshold`` when few records are dirty; this check
-        keeps such a detector from certifying dirty records wholesale.
+        which exceeds ``threshold`` when few records are dirty.  Without this
+        check such a detector would certify most dirty records.
     """
 
     def __init__(self, threshold: float = 0.9, *, audit: float = 0.05, min_records: int = 20, reg: float = 1e-2,

@@ -167,10 +167,9 @@ def controlled_batch_gradient(loss, X_clean, y_clean, X_dirty, y_dirty, theta, d
 def clean_gradient(loss, X, y, theta, n_clean, trusted_sum=None):
     """Return g_C: the sum of the gradients over R_clean divided by |R_clean|.
 
-    ``X`` and ``y`` are the cleaned records; ``trusted_sum`` adds the
-    gradient sum of records in R_clean that were never cleaned (those a
-    rule leaves unflagged or the detector certifies), and ``n_clean``
-    counts both.
+    ``X`` and ``y`` are the cleaned records.  ``trusted_sum`` adds the
+    gradient sum of the records in R_clean that were never cleaned: those a
+    rule leaves unflagged or the detector certifies.  ``n_clean`` counts both.
     """
     grad = np.zeros(loss.n_parameters(X.shape[1]))
     if trusted_sum is not None:

@@ -32,7 +32,15 @@ def spark():
     )
     session.sparkContext.setLogLevel("ERROR")
     yield session
+    # stop() ends the SparkContext but leaves the JVM that pyspark launched
+    # running until Python exits, so the JVM is stopped by its own pid.
+    gateway = session.sparkContext._gateway
     session.stop()
+    process = getattr(gateway, "proc", None)
+    gateway.shutdown()
+    if process is not None:
+        process.terminate()
+        process.wait(timeout=60)
 
 
 def make_tables(n=600, d=4, rate=0.2, seed=0):
