@@ -29,8 +29,9 @@ logger = logging.getLogger(__name__)
 
 # name -> (description, engine parameters; "detector" True means the configured learned detector)
 METHODS = {
-    "activeclean": ("importance sampling by the estimated clean gradient, learned detector, SGD update",
-                    {"sampling": "importance", "update": "sgd", "detector": True, "estimator": True}),
+    "activeclean": ("importance sampling by the estimated clean gradient, learned detector, SGD update from the "
+                    "better of the iterate and the weighted refit",
+                    {"sampling": "importance", "update": "sgd_refit", "detector": True, "estimator": True}),
     "uniform": ("uniform sample, model trained on the cleaned records only",
                 {"sampling": "uniform", "update": "retrain_cleaned", "detector": False, "estimator": False}),
     "naive_mix": ("uniform sample written back into the dirty table, model retrained on everything",
@@ -38,14 +39,16 @@ METHODS = {
     "active_learning": ("records nearest the decision boundary, model trained on the cleaned records only",
                         {"sampling": "uncertainty", "update": "retrain_cleaned", "detector": False,
                          "estimator": False}),
-    "oracle": ("importance sampling by the true clean gradient, SGD update",
-               {"sampling": "oracle", "update": "sgd", "detector": False, "estimator": False}),
+    "oracle": ("ActiveClean with importance sampling by the true clean gradient",
+               {"sampling": "oracle", "update": "sgd_refit", "detector": False, "estimator": False}),
     "no_detector": ("ActiveClean without the learned detector",
-                    {"sampling": "importance", "update": "sgd", "detector": False, "estimator": True}),
+                    {"sampling": "importance", "update": "sgd_refit", "detector": False, "estimator": True}),
     "no_estimator": ("ActiveClean scoring by the dirty gradient",
-                     {"sampling": "importance", "update": "sgd", "detector": True, "estimator": False}),
+                     {"sampling": "importance", "update": "sgd_refit", "detector": True, "estimator": False}),
     "no_importance": ("ActiveClean with uniform sampling",
-                      {"sampling": "uniform", "update": "sgd", "detector": True, "estimator": True}),
+                      {"sampling": "uniform", "update": "sgd_refit", "detector": True, "estimator": True}),
+    "no_refit": ("ActiveClean with the plain SGD update, never starting from the weighted refit",
+                 {"sampling": "importance", "update": "sgd", "detector": True, "estimator": True}),
 }
 
 COLUMNS = [

@@ -28,7 +28,7 @@ SECTIONS = {
     "run": {"budget": None, "budget_fraction": None, "batch_size": 50, "seed": 0, "floor": 0.05,
             "step_schedule": "inverse_sqrt", "step_size": 0.1, "tol": 0.0, "target": None, "partitions": None,
             "reference": False, "preconditioner": "hessian",
-            "control_variate": True, "estimator": None, "sampling": "importance", "update": "sgd"},
+            "control_variate": True, "estimator": None, "sampling": "importance", "update": "sgd_refit"},
     "detector": {"learned": False, "threshold": 0.9, "audit": 0.05, "min_records": 20, "certify": True,
                  "rule": None, "rule_function": None},
     "output": {"dir": "output", "overwrite": False},

@@ -25,15 +25,22 @@ from .sampler import (
 from .store import CleanedStore
 from .updater import (
     PRECONDITIONERS, Preconditioner, StepSchedule, batch_gradient, clean_gradient, combined_gradient,
-    controlled_batch_gradient,
+    controlled_batch_gradient, draw_losses,
 )
 
 __all__ = ["ActiveClean", "ActiveCleanResult", "PreparedData", "UPDATES"]
 
-# Updates of theta after a batch: the unbiased SGD step, or a full refit on
-# the cleaned records only, or on the cleaned records written back into the
-# dirty relation (the baselines the SGD step is compared against).
-UPDATES = ("sgd", "retrain_cleaned", "retrain_all")
+# Updates of theta after a batch.  The first two are unbiased SGD steps: from
+# the iterate, or from the better of the iterate and a weighted refit on the
+# cleaned sample.  The last two are the baselines: a full refit on the
+# cleaned records only, or on them written back into the dirty relation.
+UPDATES = ("sgd", "sgd_refit", "retrain_cleaned", "retrain_all")
+STEP_UPDATES = ("sgd", "sgd_refit")
+# Names of the starts the "sgd_refit" update chooses from, in the history.
+CANDIDATES = ("iterate", "refit")
+# The refit becomes the start only when the batch puts its clean loss below
+# the iterate's by more than this many standard errors of the difference.
+START_MARGIN = 2.0
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +110,7 @@ class _Loop:
     schedule: StepSchedule
     detector_model: object = None
     changes: tuple | None = None
+    refits: tuple = ()  # the weighted refit on R_clean, a candidate start of the next step
 
 
 class ActiveClean:
@@ -160,9 +168,21 @@ class ActiveClean:
         How batches are drawn: importance sampling, uniform sampling,
         importance sampling by the true clean gradient (needs the
         ``reference`` table), or the records nearest the decision boundary.
-    update : {"sgd", "retrain_cleaned", "retrain_all"}, default="sgd"
-        The unbiased SGD step, or a refit on the cleaned records only, or
-        on every record with the cleaned values written back.
+    update : {"sgd_refit", "sgd", "retrain_cleaned", "retrain_all"}, default="sgd_refit"
+        ``"sgd"`` is the published update: one unbiased SGD step per batch
+        from the last iterate.  ``"sgd_refit"`` also keeps a second
+        candidate, the model fitted to the cleaned records weighted so that
+        they estimate the clean loss over all records
+        (:meth:`CleanedStore.sample_weights`).  The step starts from the
+        refit when the new batch estimates its clean loss below the
+        iterate's by more than ``START_MARGIN`` standard errors.  Both
+        candidates are fixed before the batch is drawn, so the estimate is
+        unbiased for each.  When many records are dirty, the
+        dirty optimum is far from the clean one and few SGD steps stay near
+        it, so the refit wins.  Where the dirty model is close, the iterate
+        wins.  ``"retrain_cleaned"`` and ``"retrain_all"``
+        refit on the cleaned records only, or on every record with the
+        cleaned values written back (the Uniform and Naive-Mix baselines).
     """
 
     def __init__(
@@ -186,7 +206,7 @@ class ActiveClean:
         detector: LearnedDetector | None = None,
         estimator: bool | None = None,
         sampling: str = "importance",
-        update: str = "sgd",
+        update: str = "sgd_refit",
     ):
         if not isinstance(key, str) or not key:
             raise ValueError(f"key must name a column, got {key!r}")
@@ -235,7 +255,7 @@ class ActiveClean:
             raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
         if update not in UPDATES:
             raise ValueError(f"update must be one of {', '.join(UPDATES)}, got {update!r}")
-        if sampling == "uncertainty" and update == "sgd":
+        if sampling == "uncertainty" and update in STEP_UPDATES:
             raise ValueError(
                 "sampling 'uncertainty' picks records greedily, without draw probabilities, so the SGD update "
                 "cannot weight them; use update 'retrain_cleaned' or 'retrain_all'"
@@ -484,7 +504,7 @@ class ActiveClean:
         # Trusted records exist when a rule leaves records unflagged or the detector certifies some.
         trusting = self.rule is not None or (model is not None and model.certify)
         n_audit = self.detector.audit_draws(batch_draws) if self.detector is not None and trusting else 0
-        return ScoringPlan(self.sampling, model, loop.changes, n_audit)
+        return ScoringPlan(self.sampling, model, loop.changes, n_audit, loop.refits)
 
     def _iterate(self, t, theta, loop: "_Loop"):
         """Run iteration t and return ``(new theta, history record)``, or None when R_dirty is empty."""
@@ -542,13 +562,21 @@ class ActiveClean:
         partitions = np.array([d.partition for d in distinct])
         positions = np.array([d.position for d in distinct], dtype=np.int64)
 
-        if self.update == "sgd":
-            step = self._sgd_step(t, theta, loop, parts, (X, y, X_dirty, y_dirty), in_batch, counts, probabilities,
-                                  n_dirty, len(draws))
-            theta = theta - step
-            store.add(partitions, positions, X, y, X_dirty, y_dirty, classes, cleaned_rows, removed)
+        # Horvitz-Thompson factor draws / (b p) of each batch record, for the weighted refit.
+        factors = np.where(in_batch, counts / (max(len(draws), 1) * probabilities), 0.0)
+        estimate = {}
+        if self.update in STEP_UPDATES:
+            models = (theta, *plan.candidates)
+            start, step, estimate = self._sgd_step(t, models, loop, parts, (X, y, X_dirty, y_dirty), in_batch, counts,
+                                                   probabilities, n_dirty, len(draws))
+            theta = models[start] - step
+            store.add(partitions, positions, X, y, X_dirty, y_dirty, classes, cleaned_rows, removed, iteration=t,
+                      inverse_probability=factors)
+            if self.update == "sgd_refit":
+                loop.refits = self._candidates(t, theta, loop)
         else:
-            store.add(partitions, positions, X, y, X_dirty, y_dirty, classes, cleaned_rows, removed)
+            store.add(partitions, positions, X, y, X_dirty, y_dirty, classes, cleaned_rows, removed, iteration=t,
+                      inverse_probability=factors)
             refitted = self._refit(theta, loop)
             step = refitted - theta
             theta = refitted
@@ -562,8 +590,9 @@ class ActiveClean:
             "removed": len(removed),
             "dirty_remaining": n_dirty - int(in_batch.sum()),
             "score_total": score_total,
-            "step_size": loop.schedule(t) if self.update == "sgd" else None,
+            "step_size": loop.schedule(t) if self.update in STEP_UPDATES else None,
             "step_norm": float(np.linalg.norm(step)),
+            **estimate,
         }
         if self.rule is not None or self.detector is not None:
             record["trusted"] = n_trusted - int((~in_batch).sum())
@@ -578,31 +607,71 @@ class ActiveClean:
             record["detector"] = {"classes": model.classes, "certifying": model.certify, "missed": model.missed}
         return theta, record
 
-    def _sgd_step(self, t, theta, loop, parts, features, in_batch, counts, probabilities, n_dirty, n_draws):
-        """Return the preconditioned, scheduled SGD step of iteration t (before the batch joins R_clean)."""
+    def _sgd_step(self, t, models, loop, parts, features, in_batch, counts, probabilities, n_dirty, n_draws):
+        """Return ``(start, step, record)`` for iteration t, before the batch joins R_clean.
+
+        ``models`` are the SGD iterate and, with ``"sgd_refit"``, the refit.
+        The batch gives an unbiased estimate of the mean clean loss at each,
+        and the step is taken from the refit (``start`` = 1) only when its
+        estimate is lower by more than ``START_MARGIN`` standard errors.
+        The same batch then gives the gradient at that start.  It is
+        unbiased given the start, but the choice itself depends on the batch.
+        A second batch for the choice alone would double the cleaning cost.
+        """
         X, y, X_dirty, y_dirty = (values[in_batch] for values in features)
         counts, probabilities = counts[in_batch], probabilities[in_batch]
-        if n_dirty == 0:
-            g_batch = np.zeros_like(theta)  # R_dirty is empty, so only R_clean has weight
-        elif self.control_variate:
-            dirty_sum = np.sum([p.dirty_gradient_sum for p in parts], axis=0)
-            g_batch = controlled_batch_gradient(
-                self.loss, X, y, X_dirty, y_dirty, theta, counts, probabilities, n_dirty, n_draws, dirty_sum
-            )
-        else:
-            g_batch = batch_gradient(self.loss, X, y, theta, counts, probabilities, n_dirty, n_draws)
-
-        # R_clean is the records cleaned so far plus the trusted records,
-        # whose gradient sums come from the scoring pass.
         store = loop.store
+        # R_clean is the records cleaned so far plus the trusted records,
+        # whose sums come from the scoring pass.
         n_trusted = sum(p.n_trusted for p in parts)
         n_clean = store.size + n_trusted
-        trusted = [p.trusted_gradient_sum for p in parts if p.trusted_gradient_sum is not None]
-        g_clean = clean_gradient(self.loss, store.X, store.y, theta, n_clean, np.sum(trusted, axis=0) if trusted else None)
-        direction = combined_gradient(g_batch, g_clean, n_dirty, n_clean)
+        trusted = [p.trusted_sums for p in parts if p.trusted_sums is not None]
+        trusted = np.sum(trusted, axis=0) if trusted else None
+        dirty = np.sum([p.dirty_sums for p in parts], axis=0) if self.control_variate and n_dirty else None
+
+        estimates, clean_losses, terms = [], [], []
+        for k, theta in enumerate(models):
+            if n_dirty == 0:
+                g_batch = np.zeros(theta.size)  # R_dirty is empty, so only R_clean has weight
+            elif dirty is not None:
+                g_batch = controlled_batch_gradient(
+                    self.loss, X, y, X_dirty, y_dirty, theta, counts, probabilities, n_dirty, n_draws, dirty[k, 1:]
+                )
+            else:
+                g_batch = batch_gradient(self.loss, X, y, theta, counts, probabilities, n_dirty, n_draws)
+            # The clean part's loss comes along with its gradient, for the choice of start.
+            g_clean = clean_gradient(self.loss, store.X, store.y, theta, n_clean,
+                                     None if trusted is None else trusted[k], value=True)
+            estimates.append(combined_gradient(g_batch, g_clean[1:], n_dirty, n_clean))
+            clean_losses.append(g_clean[0])
+            terms.append(draw_losses(self.loss, X, y, theta, probabilities, n_dirty) if n_dirty else np.zeros(0))
+
+        # The choice uses the plain importance-weighted loss, not the control
+        # variate.  Far from the dirty model, the dirty loss that the control
+        # variate subtracts is large and unrelated to the clean loss, so there
+        # it adds variance instead of removing it.
+        share = n_dirty / (n_dirty + n_clean)
+        losses = [share * (counts @ term / n_draws if n_draws else 0.0) + (1 - share) * clean
+                  for term, clean in zip(terms, clean_losses)]
+        start, record = 0, {"estimated_loss": float(losses[0])}
+        if len(models) > 1:
+            error = _difference_error(terms, counts, share)
+            start = int(losses[1] - losses[0] + START_MARGIN * error < 0)
+            record = {"estimated_loss": float(losses[start]), "start": CANDIDATES[start],
+                      "estimated_losses": [float(loss) for loss in losses], "difference_error": error}
+        direction = estimates[start]
         if loop.preconditioner is not None:
             direction = loop.preconditioner.solve(direction)
-        return loop.schedule.step(t, direction)
+        return start, loop.schedule.step(t, direction), record
+
+    def _candidates(self, t, theta, loop):
+        """Return the refit of R_clean under :meth:`CleanedStore.sample_weights`, warm-started, as a 1-tuple."""
+        store = loop.store
+        weights = store.sample_weights(t)
+        if not np.any((weights > 0) & ~np.isnan(store.y)):
+            return ()  # every cleaned record so far was removed
+        start = loop.refits[0] if loop.refits else theta
+        return (fit_lbfgs(local_objective(store.X, store.y, self.loss, weights), start, tol=1e-5),)
 
     def _refit(self, theta, loop):
         """Refit theta on the cleaned records only, or on all records with the cleaned values written back."""
@@ -619,7 +688,7 @@ class ActiveClean:
         """Refit the detector and the estimator's mean changes on the cleaned records."""
         store = loop.store
         if self.detector is not None:
-            loop.detector_model = self.detector.fit(store.X_dirty, store.classes)
+            loop.detector_model = self.detector.fit(store.X_dirty, store.classes, loop.detector_model)
         if not self.estimator or store.size == 0:
             return
         if loop.detector_model is not None:
@@ -765,6 +834,23 @@ class ActiveClean:
         if result.reference_model is not None:
             result.reference_model.save(output.file("clean_model"))
         output.write_table(df, self.key, result.cleaned, result.removed)
+
+
+def _difference_error(terms, counts, share) -> float:
+    """Return the standard error of the estimated clean-loss difference between two candidates.
+
+    Only the batch part of the estimate is random: ``share`` times the mean
+    over the draws of each draw's term difference (``counts`` draws per
+    distinct record).  With fewer than two draws there is no spread to
+    measure, and the error is 0.
+    """
+    n_draws = float(counts.sum()) if len(terms) == 2 else 0.0
+    if n_draws < 2:
+        return 0.0
+    differences = terms[1] - terms[0]
+    mean = counts @ differences / n_draws
+    variance = counts @ (differences - mean) ** 2 / (n_draws - 1)
+    return float(share * np.sqrt(variance / n_draws))
 
 
 def _format_metrics(metrics: dict | None) -> str:

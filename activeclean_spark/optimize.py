@@ -68,15 +68,24 @@ def block_objective(blocks, loss, *, reference: bool = False, excluded: dict | N
     return evaluate
 
 
-def local_objective(X, y, loss):
-    """Return ``theta -> (mean loss, mean gradient)`` over numpy arrays on the driver."""
+def local_objective(X, y, loss, weights=None):
+    """Return ``theta -> (mean loss, mean gradient)`` over numpy arrays on the driver.
+
+    With ``weights``, the mean is weighted (and normalized by the weights' sum).
+    """
+    if weights is not None:
+        keep = ~np.isnan(y) & (weights > 0)
+        X, y, weights = X[keep], y[keep], weights[keep]
+        weights = weights / max(weights.sum(), 1e-300)
     X, y = _usable(X, y)
     if X.shape[0] == 0:
         raise ValueError("no record has a usable label; check the label column and its classes")
 
     def evaluate(theta):
-        total, grad = loss.loss_and_gradient_sums(X, y, theta)
-        return total / X.shape[0], grad / X.shape[0]
+        if weights is None:
+            total, grad = loss.loss_and_gradient_sums(X, y, theta)
+            return total / X.shape[0], grad / X.shape[0]
+        return float(weights @ loss.losses(X, y, theta)), weights @ loss.gradients(X, y, theta)
 
     return evaluate
 

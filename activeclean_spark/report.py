@@ -108,7 +108,8 @@ def _validated(frame, required: list[str]) -> pd.DataFrame:
             "each scenario needs one test metric"
         )
 
-    frame = frame.copy()
+    # A fresh index: tables concatenated from several runs repeat their labels.
+    frame = frame.reset_index(drop=True)
     for column in OPTIONAL_COLUMNS:
         if column not in frame.columns:
             frame[column] = np.nan

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from .updater import value_and_gradient_sums
+
 __all__ = [
     "PartitionDraw", "ScoringPlan", "SAMPLINGS", "score_and_draw", "allocate_draws", "allocate_audit", "greedy_draws",
     "Draw", "DEFAULT_FLOOR", "random_generator", "DRIVER_STREAM",
@@ -69,12 +71,15 @@ class ScoringPlan:
     ``changes`` the estimator's mean change per detector class, ``(dX, dy)``
     with one row per class (one row in all when there is no detector).
     ``n_audit`` candidates are drawn uniformly from the trusted records.
+    ``candidates`` are further models at which the pass also sums the loss
+    and gradient over R_dirty and over the trusted records.
     """
 
     sampling: str = "importance"
     detector: object = None
     changes: tuple | None = None
     n_audit: int = 0
+    candidates: tuple = ()
 
 
 @dataclass
@@ -82,7 +87,9 @@ class PartitionDraw:
     """Scores, totals and candidate draws of one partition's scoring pass.
 
     Trusted records are in R_clean without having been cleaned: those a
-    rule does not flag and those the detector certifies clean.
+    rule does not flag and those the detector certifies clean.  Row k of
+    ``dirty_sums`` and ``trusted_sums`` is ``[loss sum, gradient sum]`` at
+    theta (k = 0) and at the plan's candidate models (k >= 1).
     """
 
     partition: int
@@ -94,11 +101,21 @@ class PartitionDraw:
     uniform_scores: np.ndarray
     candidates: pa.Table  # raw rows of weighted, uniform, then audit candidates
     keys: np.ndarray
-    dirty_gradient_sum: np.ndarray | None = None  # over R_dirty, for the control variate
+    dirty_sums: np.ndarray | None = None  # over R_dirty, for the control variate
     n_trusted: int = 0
-    trusted_gradient_sum: np.ndarray | None = None
+    trusted_sums: np.ndarray | None = None
     audit: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # uniform over trusted records
     detection: tuple | None = None  # (true positives, false positives, false negatives) when the truth is known
+
+    @property
+    def dirty_gradient_sum(self) -> np.ndarray | None:
+        """Gradient sum over R_dirty at theta."""
+        return None if self.dirty_sums is None else self.dirty_sums[0, 1:]
+
+    @property
+    def trusted_gradient_sum(self) -> np.ndarray | None:
+        """Gradient sum over the trusted records at theta."""
+        return None if self.trusted_sums is None else self.trusted_sums[0, 1:]
 
 
 @dataclass
@@ -110,16 +127,6 @@ class Draw:
     key: object
     probability: float
     row: int  # row of the record in its partition's candidate table
-
-
-def _usable_sum(loss, X, y, theta) -> np.ndarray:
-    """Sum of the gradients over rows with a usable label."""
-    usable = ~np.isnan(y)
-    if not usable.any():
-        return np.zeros(theta.size)
-    if not usable.all():
-        X, y = X[usable], y[usable]
-    return loss.loss_and_gradient_sums(X, y, theta)[1]
 
 
 def _norms(loss, X, y, theta) -> np.ndarray:
@@ -174,8 +181,8 @@ def score_and_draw(
     """Score a block's dirty records and draw candidates from both mixture components.
 
     ``excluded`` contains the local positions of the records cleaned so far.
-    With ``gradient_sum``, the pass also sums the dirty gradients over
-    R_dirty for the control variate.
+    With ``gradient_sum``, the pass also sums the dirty losses and
+    gradients over R_dirty for the control variate.
     """
     plan = plan or ScoringPlan()
     rng = random_generator(seed, iteration, EXECUTOR_STREAM, block.partition)
@@ -235,6 +242,7 @@ def score_and_draw(
         truth = block.truly_dirty
         detection = (int(np.sum(dirty & truth)), int(np.sum(dirty & ~truth)), int(np.sum(trusted & truth)))
 
+    models = (theta, *plan.candidates)
     positions = np.concatenate([weighted, uniform, audit])
     score_total = 0.0 if plan.sampling == "uncertainty" else float(scores[rows].sum())
     return PartitionDraw(
@@ -247,10 +255,11 @@ def score_and_draw(
         uniform_scores=scores[uniform],
         candidates=block.raw.take(pa.array(positions, pa.int64())),
         keys=block.keys[positions],
-        dirty_gradient_sum=_usable_sum(loss, X, y, theta) if gradient_sum else None,
+        dirty_sums=np.array([value_and_gradient_sums(loss, X, y, m) for m in models]) if gradient_sum else None,
         n_trusted=int(trusted_rows.size),
-        trusted_gradient_sum=(
-            _usable_sum(loss, block.X[trusted_rows], block.y[trusted_rows], theta) if trusted_rows.size else None
+        trusted_sums=(
+            np.array([value_and_gradient_sums(loss, block.X[trusted_rows], block.y[trusted_rows], m) for m in models])
+            if trusted_rows.size else None
         ),
         audit=audit,
         detection=detection,

@@ -25,6 +25,10 @@ class CleanedStore:
             "y": np.empty(64),
             "X_dirty": np.empty((64, n_features)),
             "y_dirty": np.empty(64),
+            # Per record: the iteration that cleaned it and its Horvitz-Thompson
+            # factor draws / (b * p) in that iteration's batch (0 for audits).
+            "iteration": np.empty(64),
+            "inverse_probability": np.empty(64),
         }
         self.classes = np.empty(0, dtype=object)
         self.size = 0
@@ -40,6 +44,14 @@ class CleanedStore:
         return self._arrays["y"][: self.size]
 
     @property
+    def iteration(self) -> np.ndarray:
+        return self._arrays["iteration"][: self.size]
+
+    @property
+    def inverse_probability(self) -> np.ndarray:
+        return self._arrays["inverse_probability"][: self.size]
+
+    @property
     def X_dirty(self) -> np.ndarray:
         return self._arrays["X_dirty"][: self.size]
 
@@ -47,10 +59,14 @@ class CleanedStore:
     def y_dirty(self) -> np.ndarray:
         return self._arrays["y_dirty"][: self.size]
 
-    def add(self, partitions, positions, X, y, X_dirty, y_dirty, classes, rows: pa.Table, removed: list) -> None:
+    def add(self, partitions, positions, X, y, X_dirty, y_dirty, classes, rows: pa.Table, removed: list, *,
+            iteration: int = 0, inverse_probability=None) -> None:
         """Append cleaned records: block positions, cleaned and dirty features, error classes and rows."""
         end = self.size + y.size
-        for name, values in (("X", X), ("y", y), ("X_dirty", X_dirty), ("y_dirty", y_dirty)):
+        factors = 0.0 if inverse_probability is None else inverse_probability
+        columns = (("X", X), ("y", y), ("X_dirty", X_dirty), ("y_dirty", y_dirty), ("iteration", iteration),
+                   ("inverse_probability", factors))
+        for name, values in columns:
             buffer = self._arrays[name]
             if end > buffer.shape[0]:
                 capacity = max(end, 2 * buffer.shape[0])
@@ -67,3 +83,15 @@ class CleanedStore:
         if rows.num_rows:
             self.rows = pa.concat_tables([self.rows, rows])
         self.removed += removed
+
+    def sample_weights(self, iterations: int) -> np.ndarray:
+        """Weights under which R_clean estimates the clean loss over all records, after ``iterations`` batches.
+
+        Batch s gives the unbiased estimate ``sum over R_clean(s) + (1/b) sum
+        over its draws of loss / p`` of the total clean loss.  Averaging these
+        over s = 1..T leaves each record cleaned in batch s with weight
+        ``draws / (b p) + (T - s)``: once as a draw, then once for every later
+        batch that finds it in R_clean.  The records the detector or a rule
+        trusts are not on the driver and take no part.
+        """
+        return self.inverse_probability + (iterations - self.iteration)

@@ -9,13 +9,19 @@ At theta_t, with the sizes taken before the batch moves to R_clean:
 ``g_C`` the exact mean gradient over R_clean (removed records count with a
 zero gradient).  Since E[g_S] is the mean clean gradient over R_dirty, g is an
 unbiased estimate of the full clean gradient.
+
+Every estimator here is linear in the per-record gradients, so the same
+formulas with the loss stacked in front of the gradient (``value=True``)
+give an unbiased estimate of the mean clean loss as well.  The engine uses it
+to compare candidate models on the batch just cleaned.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Preconditioner", "PRECONDITIONERS", "StepSchedule", "controlled_batch_gradient", "batch_gradient", "clean_gradient", "combined_gradient", "SCHEDULES"]
+__all__ = ["Preconditioner", "PRECONDITIONERS", "StepSchedule", "controlled_batch_gradient", "batch_gradient", "clean_gradient", "combined_gradient", "SCHEDULES",
+           "value_and_gradient_sums", "draw_losses"]
 
 SCHEDULES = ("constant", "inverse", "inverse_sqrt", "adagrad")
 PRECONDITIONERS = ("hessian", "diagonal", "none")
@@ -129,25 +135,58 @@ class StepSchedule:
         return self.initial * direction / (np.sqrt(self._squares) + 1e-12)
 
 
-def batch_gradient(loss, X, y, theta, draws, probabilities, n_dirty, batch_size):
+def _size(loss, X, value):
+    return loss.n_parameters(X.shape[1]) + (1 if value else 0)
+
+
+def value_and_gradient_sums(loss, X, y, theta) -> np.ndarray:
+    """Return ``[sum of losses, sum of gradients]`` over the rows with a usable label."""
+    usable = ~np.isnan(y)
+    if not usable.any():
+        return np.zeros(_size(loss, X, True))
+    if not usable.all():
+        X, y = X[usable], y[usable]
+    total, grad = loss.loss_and_gradient_sums(X, y, theta)
+    return np.concatenate([[total], grad])
+
+
+def batch_gradient(loss, X, y, theta, draws, probabilities, n_dirty, batch_size, *, value=False):
     """Return g_S: the importance-weighted mean gradient of the drawn records.
 
     ``X`` and ``y`` hold the cleaned value of each distinct drawn record, or
     NaN labels for removed ones (zero gradient).  ``draws`` counts how often
     each was drawn and ``probabilities`` gives its draw probability p_j; a
-    draw's weight is 1 / (n_dirty * p_j).
+    draw's weight is 1 / (n_dirty * p_j).  With ``value``, the result is the
+    weighted mean loss followed by g_S.
     """
-    grad = np.zeros(loss.n_parameters(X.shape[1]))
+    grad = np.zeros(_size(loss, X, value))
     usable = ~np.isnan(y)
     if batch_size == 0 or not usable.any():
         return grad
     weights = draws[usable] / (n_dirty * probabilities[usable])
-    grad += weights @ loss.gradients(X[usable], y[usable], theta)
+    X, y = X[usable], y[usable]
+    if value:
+        grad[0] = weights @ loss.losses(X, y, theta)
+    grad[-loss.n_parameters(X.shape[1]):] += weights @ loss.gradients(X, y, theta)
     return grad / batch_size
 
 
+def draw_losses(loss, X, y, theta, probabilities, n_dirty) -> np.ndarray:
+    """Return each distinct drawn record's weighted loss ``loss / (n_dirty * p_j)``, 0 where the label is unusable.
+
+    The count-weighted mean of these terms over the draws is the loss part
+    of :func:`batch_gradient` with ``value=True``; their spread over the
+    draws gives its standard error.
+    """
+    terms = np.zeros(y.shape[0])
+    usable = ~np.isnan(y)
+    if usable.any():
+        terms[usable] = loss.losses(X[usable], y[usable], theta) / (n_dirty * probabilities[usable])
+    return terms
+
+
 def controlled_batch_gradient(loss, X_clean, y_clean, X_dirty, y_dirty, theta, draws, probabilities, n_dirty,
-                              batch_size, dirty_gradient_sum):
+                              batch_size, dirty_gradient_sum, *, value=False):
     """Return g_S with the dirty gradient as a control variate.
 
     g_S = mean dirty gradient over R_dirty (exact, from the scoring pass)
@@ -157,28 +196,30 @@ def controlled_batch_gradient(loss, X_clean, y_clean, X_dirty, y_dirty, theta, d
     so g_S keeps the expectation of :func:`batch_gradient`.  Its variance
     comes only from what cleaning changes, which is small when most drawn
     records are nearly clean.  Unusable or removed labels count as a zero
-    gradient on either side.
+    gradient on either side.  With ``value``, ``dirty_gradient_sum`` starts
+    with the dirty loss sum and so does the result.
     """
-    correction = batch_gradient(loss, X_clean, y_clean, theta, draws, probabilities, n_dirty, batch_size)
-    correction -= batch_gradient(loss, X_dirty, y_dirty, theta, draws, probabilities, n_dirty, batch_size)
+    correction = batch_gradient(loss, X_clean, y_clean, theta, draws, probabilities, n_dirty, batch_size, value=value)
+    correction -= batch_gradient(loss, X_dirty, y_dirty, theta, draws, probabilities, n_dirty, batch_size, value=value)
     return dirty_gradient_sum / n_dirty + correction
 
 
-def clean_gradient(loss, X, y, theta, n_clean, trusted_sum=None):
+def clean_gradient(loss, X, y, theta, n_clean, trusted_sum=None, *, value=False):
     """Return g_C: the sum of the gradients over R_clean divided by |R_clean|.
 
     ``X`` and ``y`` are the cleaned records.  ``trusted_sum`` adds the
     gradient sum of the records in R_clean that were never cleaned: those a
     rule leaves unflagged or the detector certifies.  ``n_clean`` counts both.
+    With ``value``, the mean loss comes first (and ``trusted_sum`` starts
+    with the trusted loss sum).
     """
-    grad = np.zeros(loss.n_parameters(X.shape[1]))
+    grad = np.zeros(_size(loss, X, value))
     if trusted_sum is not None:
         grad += trusted_sum
-    usable = ~np.isnan(y)
     if n_clean == 0:
         return grad
-    if usable.any():
-        grad += loss.loss_and_gradient_sums(X[usable], y[usable], theta)[1]
+    sums = value_and_gradient_sums(loss, X, y, theta)
+    grad += sums if value else sums[1:]
     return grad / n_clean
 
 

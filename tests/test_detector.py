@@ -78,6 +78,34 @@ def test_uninformative_detector_does_not_certify():
     assert not model.certified(X).any()
 
 
+def test_detector_unseen_errors_block_certification():
+    rng = np.random.default_rng(3)
+    n, d = 60, 12
+    X = rng.normal(size=(n, d))
+    # Each dirty record has a different feature set far out, as when one of
+    # many columns is corrupted at random.  A fit separates the records it
+    # has seen, but an error in a feature it has not seen looks clean.
+    dirty = np.arange(n) < d
+    X[np.arange(d), np.arange(d)] = 8.0
+    classes = np.where(dirty, "dirty", CLEAN).astype(object)
+    model = LearnedDetector().fit(X, classes)
+    seen = model.clean_probability(model.probabilities(X[dirty])) >= model.threshold
+    assert not seen.any()  # on its own training records it would miss nothing
+    assert model.missed > 0.5
+    assert not model.certify
+
+
+def test_detector_fit_warm_start():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3))
+    classes = np.where(X[:, 0] > 1.0, "price", CLEAN).astype(object)
+    detector = LearnedDetector()
+    first = detector.fit(X, classes)
+    again = detector.fit(X, classes, previous=first)
+    assert first.missed == again.missed == detector.fit(X, classes).missed
+    np.testing.assert_allclose(again.weights, first.weights, atol=1e-3)
+
+
 def test_learned_detector_needs_two_classes():
     X = np.zeros((30, 2))
     assert LearnedDetector().fit(X, np.full(30, CLEAN, dtype=object)) is None

@@ -220,7 +220,7 @@ def test_cleaner_returning_bad_label_stops(spark, tmp_path, capsys):
         ("features.label=\"missing_column\"", "input table has no column 'missing_column' \\(the label\\)"),
         ("input.key=\"color\"", "key column 'color' is not unique"),
         ("run.sampling=\"random\"", "run.sampling must be one of importance, uniform, oracle, uncertainty"),
-        ("run.update=\"refit\"", "run.update must be one of sgd, retrain_cleaned, retrain_all"),
+        ("run.update=\"refit\"", "run.update must be one of sgd, sgd_refit, retrain_cleaned, retrain_all"),
         ("detector.threshold=2", "detector.threshold must be a number in \\[0.5, 1\\)"),
         ("detector.rule=\"x9 > 1\"", "detector.rule 'x9 > 1' is not valid Spark SQL"),
     ],

@@ -12,6 +12,7 @@ from activeclean_spark.updater import (
     clean_gradient,
     combined_gradient,
     controlled_batch_gradient,
+    draw_losses,
 )
 
 
@@ -39,7 +40,7 @@ def _relation(loss, n=(40, 60), d=3, seed=0):
 @pytest.mark.parametrize("control_variate", [False, True], ids=["plain", "control_variate"])
 @pytest.mark.parametrize("loss", [LogisticLoss(reg=0.05), LeastSquaresLoss(reg=0.05), HingeLoss(reg=0.05)],
                          ids=lambda loss: loss.name)
-def test_combined_gradient_is_unbiased(loss, control_variate):
+def test_combined_loss_and_gradient_are_unbiased(loss, control_variate):
     blocks, X_clean, y_clean, removed = _relation(loss)
     X_dirty = np.vstack([b.X for b in blocks])
     y_dirty = np.concatenate([b.y for b in blocks])
@@ -50,16 +51,16 @@ def test_combined_gradient_is_unbiased(loss, control_variate):
     cleaned = np.concatenate([b.keys[:15] for b in blocks])
     excluded = {b.partition: np.arange(15) for b in blocks}
     y_store = np.where(removed[cleaned], np.nan, y_clean[cleaned])
-    g_clean = clean_gradient(loss, X_clean[cleaned], y_store, theta, cleaned.size)
+    g_clean = clean_gradient(loss, X_clean[cleaned], y_store, theta, cleaned.size, value=True)
+    np.testing.assert_allclose(g_clean[1:], clean_gradient(loss, X_clean[cleaned], y_store, theta, cleaned.size))
 
-    y_kept = np.where(removed, np.nan, y_clean)
+    # The estimates carry the mean clean loss in front of the mean clean gradient.
     keep = ~removed
-    truth = np.zeros(theta.size)
-    truth += loss.gradients(X_clean[keep], y_kept[keep], theta).sum(axis=0)
-    truth /= total
+    truth = np.concatenate([[loss.losses(X_clean[keep], y_clean[keep], theta).sum()],
+                            loss.gradients(X_clean[keep], y_clean[keep], theta).sum(axis=0)]) / total
 
     batch, rounds = 10, 4000
-    estimates = np.empty((rounds, theta.size))
+    estimates = np.empty((rounds, truth.size))
     for iteration in range(1, rounds + 1):
         parts = [score_and_draw(b, loss, theta, excluded[b.partition], batch, 11, iteration,
                                 gradient_sum=control_variate) for b in blocks]
@@ -69,14 +70,17 @@ def test_combined_gradient_is_unbiased(loss, control_variate):
         distinct, first, counts = np.unique(keys, return_index=True, return_counts=True)
         probabilities = np.array([draws[i].probability for i in first])
         y_batch = np.where(removed[distinct], np.nan, y_clean[distinct])
+        args = (theta, counts.astype(float), probabilities, n_dirty, len(draws))
         if control_variate:
-            dirty_sum = np.sum([p.dirty_gradient_sum for p in parts], axis=0)
+            dirty_sums = np.sum([p.dirty_sums[0] for p in parts], axis=0)
             g_batch = controlled_batch_gradient(loss, X_clean[distinct], y_batch, X_dirty[distinct], y_dirty[distinct],
-                                                theta, counts.astype(float), probabilities, n_dirty, len(draws),
-                                                dirty_sum)
+                                                *args, dirty_sums, value=True)
+            plain = controlled_batch_gradient(loss, X_clean[distinct], y_batch, X_dirty[distinct], y_dirty[distinct],
+                                              *args, dirty_sums[1:])
         else:
-            g_batch = batch_gradient(loss, X_clean[distinct], y_batch, theta, counts.astype(float), probabilities,
-                                     n_dirty, len(draws))
+            g_batch = batch_gradient(loss, X_clean[distinct], y_batch, *args, value=True)
+            plain = batch_gradient(loss, X_clean[distinct], y_batch, *args)
+        np.testing.assert_allclose(g_batch[1:], plain)
         estimates[iteration - 1] = combined_gradient(g_batch, g_clean, n_dirty, cleaned.size)
 
     # The estimate's mean over 4000 independent rounds has standard error
@@ -94,6 +98,18 @@ def test_batch_gradient_with_uniform_probabilities_is_plain_mean():
     n_dirty = 10
     g = batch_gradient(loss, X, y, theta, np.ones(4), np.full(4, 1 / n_dirty), n_dirty, 4)
     np.testing.assert_allclose(g, loss.gradients(X, y, theta).mean(axis=0))
+
+
+def test_draw_losses_average_to_the_batch_loss():
+    loss = LogisticLoss(reg=0.1)
+    rng = np.random.default_rng(4)
+    X, theta = rng.normal(size=(5, 2)), rng.normal(size=3)
+    y = np.array([0.0, 1.0, np.nan, 1.0, 0.0])
+    counts, probabilities = np.array([1.0, 3.0, 1.0, 2.0, 1.0]), rng.uniform(0.01, 0.1, size=5)
+    terms = draw_losses(loss, X, y, theta, probabilities, 40)
+    assert terms[2] == 0.0  # a removed record has no loss
+    expected = batch_gradient(loss, X, y, theta, counts, probabilities, 40, 8, value=True)[0]
+    assert np.isclose(counts @ terms / 8, expected)
 
 
 def test_removed_records_contribute_zero():
