@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 # name -> (description, engine parameters; "detector" True means the configured learned detector)
 METHODS = {
     "activeclean": ("importance sampling by the estimated clean gradient, learned detector, SGD update from the "
-                    "better of the iterate and the weighted refit",
+                    "iterate or, when the batch shows it clearly better, the weighted refit",
                     {"sampling": "importance", "update": "sgd_refit", "detector": True, "estimator": True}),
     "uniform": ("uniform sample, model trained on the cleaned records only",
                 {"sampling": "uniform", "update": "retrain_cleaned", "detector": False, "estimator": False}),

@@ -31,8 +31,8 @@ from .updater import (
 __all__ = ["ActiveClean", "ActiveCleanResult", "PreparedData", "UPDATES"]
 
 # Updates of theta after a batch.  The first two are unbiased SGD steps: from
-# the iterate, or from the better of the iterate and a weighted refit on the
-# cleaned sample.  The last two are the baselines: a full refit on the
+# the iterate, or from a weighted refit on the cleaned sample when the batch
+# shows the refit clearly better.  The last two are the baselines: a full refit on the
 # cleaned records only, or on them written back into the dirty relation.
 UPDATES = ("sgd", "sgd_refit", "retrain_cleaned", "retrain_all")
 STEP_UPDATES = ("sgd", "sgd_refit")
