@@ -644,17 +644,18 @@ class ActiveClean:
                                      None if trusted is None else trusted[k], value=True)
             estimates.append(combined_gradient(g_batch, g_clean[1:], n_dirty, n_clean))
             clean_losses.append(g_clean[0])
-            terms.append(draw_losses(self.loss, X, y, theta, probabilities, n_dirty) if n_dirty else np.zeros(0))
+            if len(models) > 1:
+                terms.append(draw_losses(self.loss, X, y, theta, probabilities, n_dirty) if n_dirty else np.zeros(0))
 
         # The choice uses the plain importance-weighted loss, not the control
         # variate.  Far from the dirty model, the dirty loss that the control
         # variate subtracts is large and unrelated to the clean loss, so there
         # it adds variance instead of removing it.
-        share = n_dirty / (n_dirty + n_clean)
-        losses = [share * (counts @ term / n_draws if n_draws else 0.0) + (1 - share) * clean
-                  for term, clean in zip(terms, clean_losses)]
-        start, record = 0, {"estimated_loss": float(losses[0])}
+        start, record = 0, {}
         if len(models) > 1:
+            share = n_dirty / (n_dirty + n_clean)
+            losses = [share * (counts @ term / n_draws if n_draws else 0.0) + (1 - share) * clean
+                      for term, clean in zip(terms, clean_losses)]
             error = _difference_error(terms, counts, share)
             start = int(losses[1] - losses[0] + START_MARGIN * error < 0)
             record = {"estimated_loss": float(losses[start]), "start": CANDIDATES[start],

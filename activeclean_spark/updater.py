@@ -175,7 +175,7 @@ def draw_losses(loss, X, y, theta, probabilities, n_dirty) -> np.ndarray:
     """Return each distinct drawn record's weighted loss ``loss / (n_dirty * p_j)``, 0 where the label is unusable.
 
     The count-weighted mean of these terms over the draws is the loss part
-    of :func:`batch_gradient` with ``value=True``; their spread over the
+    of :func:`batch_gradient` with ``value=True``.  Their spread over the
     draws gives its standard error.
     """
     terms = np.zeros(y.shape[0])

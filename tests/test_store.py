@@ -13,7 +13,7 @@ def _add(store, keys, values, iteration, factors):
               inverse_probability=factors)
 
 
-def test_sample_weights_count_the_draw_and_every_later_batch():
+def test_sample_weights_add_later_batches():
     store = CleanedStore(pa.schema([]), 1)
     _add(store, np.array([0, 1]), np.ones(2), 1, np.array([2.0, 0.0]))
     _add(store, np.array([2]), np.ones(1), 2, np.array([5.0]))
