@@ -20,7 +20,7 @@ SECTIONS = {
     "input": {"path": None, "dataset": None, "format": "csv", "options": {}, "key": None, "row_number": False,
               "corruption": "systematic", "corruption_rate": 0.2, "corruption_seed": 0},
     "features": {"numeric": [], "categorical": [], "hashed": [], "hash_buckets": 1024, "label": None, "task": None,
-                 "positive": None, "max_categories": 100},
+                 "positive": None, "max_categories": 100, "missing_indicators": "auto"},
     "model": {"loss": "logistic", "reg": 1e-3, "delta": 1.0},
     "cleaner": {"kind": "oracle", "path": None, "format": None, "options": None, "function": None,
                 "missing": "error"},

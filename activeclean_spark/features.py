@@ -11,7 +11,8 @@ Rules, applied the same way at fit time and at transform time:
 * Numeric columns are standardized with the dirty mean and standard
   deviation.  A value that is null, NaN or a string that does not parse as a
   number is missing: it becomes 0 (the mean after standardization) and a
-  ``<column>__missing`` indicator is 1.
+  ``<column>__missing`` indicator is 1.  By default the indicator exists only
+  for the columns with a missing value in the dirty data.
 * Categorical columns are one-hot encoded over the ``max_categories`` most
   frequent dirty values.  Any other value goes to ``<column>=__other__`` and a
   null goes to ``<column>=__missing__``.
@@ -109,6 +110,11 @@ class FeatureSpec:
         vocabulary; use it where cleaning brings values the dirty data lacks.
     hash_buckets : int, default=1024
         Indicator columns per hashed column.
+    missing_indicators : {"auto", True, False}, default="auto"
+        Which numeric columns get a ``__missing`` indicator feature: those
+        with a missing value in the dirty data (``"auto"``), all, or none.
+        A missing value that cleaning leaves in a column without an
+        indicator is still featurized as 0.
     """
 
     label: str
@@ -119,6 +125,7 @@ class FeatureSpec:
     max_categories: int = 100
     hashed: list[str] = field(default_factory=list)
     hash_buckets: int = 1024
+    missing_indicators: object = "auto"
 
     def __post_init__(self):
         if self.task not in ("classification", "regression"):
@@ -137,6 +144,8 @@ class FeatureSpec:
             raise ValueError(f"max_categories must be a positive integer, got {self.max_categories!r}")
         if not isinstance(self.hash_buckets, int) or self.hash_buckets < 1:
             raise ValueError(f"hash_buckets must be a positive integer, got {self.hash_buckets!r}")
+        if not (isinstance(self.missing_indicators, bool) or self.missing_indicators == "auto"):
+            raise ValueError(f"missing_indicators must be 'auto', true or false, got {self.missing_indicators!r}")
 
     @property
     def columns(self) -> list[str]:
@@ -148,7 +157,7 @@ class FeatureSpec:
         for name in self.numeric:
             values = _checked_numeric(table, name)
             present = values[~np.isnan(values)]
-            stats["numeric"][name] = (present.size, float(present.sum()), float((present**2).sum()))
+            stats["numeric"][name] = (present.size, float(present.sum()), float((present**2).sum()), values.size)
         for name in self.categorical:
             stats["categorical"][name] = _value_counts(_text_values(table.column(name)))
         if self.task == "classification":
@@ -165,7 +174,9 @@ class FeatureSpec:
             mean = total / count if count else 0.0
             variance = max(total_sq / count - mean * mean, 0.0) if count else 0.0
             std = float(np.sqrt(variance))
-            numeric.append({"name": name, "mean": mean, "std": std if std > 0 else 1.0})
+            missing = sum(p["numeric"][name][3] for p in partials) > count
+            indicator = missing if self.missing_indicators == "auto" else bool(self.missing_indicators)
+            numeric.append({"name": name, "mean": mean, "std": std if std > 0 else 1.0, "indicator": indicator})
         categorical = []
         for name in self.categorical:
             counts = _merge_counts(p["categorical"][name] for p in partials)
@@ -252,7 +263,9 @@ class Featurizer:
     def _feature_names(self) -> list[str]:
         names = []
         for column in self.numeric:
-            names += [column["name"], column["name"] + "__missing"]
+            names.append(column["name"])
+            if column.get("indicator", True):
+                names.append(column["name"] + "__missing")
         for column in self.categorical:
             names += [f"{column['name']}={v}" for v in column["vocabulary"]]
             names += [column["name"] + "=__other__", column["name"] + "=__missing__"]
@@ -279,8 +292,10 @@ class Featurizer:
             values = _checked_numeric(table, column["name"])
             missing = np.isnan(values)
             X[:, offset] = np.where(missing, 0.0, (values - column["mean"]) / column["std"])
-            X[:, offset + 1] = missing
-            offset += 2
+            if column.get("indicator", True):  # models saved before the option have every indicator
+                offset += 1
+                X[:, offset] = missing
+            offset += 1
         for column in self.categorical:
             size = len(column["vocabulary"])
             text = _text_values(table.column(column["name"]))

@@ -140,7 +140,7 @@ def test_hashed_column_keeps_unseen_values_apart():
     featurizer = spec.fit_from_statistics([spec.partial_statistics(fitted_on)])
     table = pa.table({"count": [1, 2, 3, 4], "brand": ["Acme", "Zenith", "Acme", None], "label": [0, 1, 0, 1]})
     X, _ = featurizer.transform(table)
-    hashed = X[:, 2:]
+    hashed = X[:, 1:]  # "count" has no missing value, so no indicator
     assert hashed.shape[1] == 65
     np.testing.assert_array_equal(hashed.sum(axis=1), [1, 1, 1, 1])
     np.testing.assert_array_equal(hashed[0], hashed[2])
@@ -180,3 +180,19 @@ def test_function_featurizer_checks_shapes():
         featurizer.transform(pa.table({"x": [1.0, 2.0], "label": [0, 1]}))
     with pytest.raises(TypeError, match="featurize function must be callable, got str"):
         FunctionFeaturizer("squares", ["x"], columns=["x"], label="label")
+
+
+def test_missing_indicators_follow_the_dirty_data_unless_set():
+    table = pa.table({"a": [1.0, None, 3.0], "b": [1.0, 2.0, 3.0], "label": [0, 1, 0]})
+    names = {}
+    for setting in ("auto", True, False):
+        spec = FeatureSpec(label="label", numeric=["a", "b"], missing_indicators=setting)
+        featurizer = spec.fit_from_statistics([spec.partial_statistics(table)])
+        names[setting] = featurizer.feature_names
+        X, _ = featurizer.transform(table)
+        assert X.shape == (3, len(featurizer.feature_names))
+    assert names["auto"] == ["a", "a__missing", "b"]
+    assert names[True] == ["a", "a__missing", "b", "b__missing"]
+    assert names[False] == ["a", "b"]
+    with pytest.raises(ValueError, match="missing_indicators"):
+        FeatureSpec(label="label", numeric=["a"], missing_indicators="some")

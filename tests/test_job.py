@@ -77,7 +77,7 @@ def test_model_file(completed_run):
     out, _, _ = completed_run
     data = json.loads((out / "model.json").read_text())
     assert data["loss"] == {"name": "logistic", "reg": 0.01}
-    assert list(data["coefficients"])[:2] == ["x0", "x0__missing"]
+    assert list(data["coefficients"])[:2] == ["x0", "x1"]  # no missing x0 in the dirty data, so no indicator
     assert "color=red" in data["coefficients"]
     metrics = data["metrics"]
     assert metrics["records_cleaned"] == 60
