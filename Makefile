@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # Spark binds to loopback in every target; the tests set the same.
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: demo test test-fast babyproduct bench results check-java install clean
+.PHONY: demo test test-fast babyproduct bench step-sizes results check-java install clean
 
 check-java:
 	@bash scripts/check_java.sh
@@ -39,8 +39,13 @@ test-fast: check-java $(STAMP)
 babyproduct: check-java $(STAMP)
 	$(PY) -m activeclean_spark.cli run conf/babyproduct.toml
 
-## Step-size and preconditioner measurements, written to docs/step_size.md.
+## Time an iteration at 10^5 to 10^7 rows against numpy, naive PySpark and
+## MLlib, with peak memory: docs/benchmarks.md (about half an hour).
 bench: check-java $(STAMP)
+	$(PY) benchmarks/iteration.py --markdown docs/benchmarks.md --json docs/benchmarks.json
+
+## Step-size and preconditioner measurements, written to docs/step_size.md.
+step-sizes: check-java $(STAMP)
 	$(PY) benchmarks/step_size.py conf/babyproduct.toml conf/demo.toml --seeds 5 > docs/step_size.md.tmp
 	mv docs/step_size.md.tmp docs/step_size.md
 

@@ -3,11 +3,26 @@
 The relation is hash-partitioned by the key column and sorted by key inside
 each partition, so a record's (partition, position) is the same every time
 the block is computed, also when Spark recomputes a lost cached partition.
+
+Spark's cache of a Python RDD holds pickled bytes in the JVM, so every pass
+over it streams and unpickles the whole relation again.  At 10^6 x 20 that
+costs several times the arithmetic of the pass.  :class:`BlockSet`
+therefore also writes each block once to its executor's local directory
+(numpy and Arrow files), and the Python workers map those files into
+memory: every worker of the executor reads the same pages, without a copy
+or a transfer.  A pass runs over a tiny cached RDD of partition numbers.
+The partitions whose executor has no file run again over Spark's cache,
+which writes the file there.  Spark's cache stays the source of truth, so
+a lost executor or file costs time, never a result.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
+from uuid import uuid4
 
 import numpy as np
 import pyarrow as pa
@@ -16,7 +31,10 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql.pandas.types import to_arrow_schema
 
-__all__ = ["Block", "arrow_partitions", "featurize_partitions", "check_key", "FLAG_COLUMN", "REFERENCE_PREFIX"]
+__all__ = [
+    "Block", "BlockSet", "arrow_partitions", "featurize_partitions", "check_key", "FLAG_COLUMN", "REFERENCE_PREFIX",
+    "SHARED_BLOCKS_CONF",
+]
 
 # Columns that travel with the input rows into the blocks and are split off there.
 FLAG_COLUMN = "__activeclean_flag__"
@@ -47,6 +65,178 @@ class Block:
     @property
     def size(self) -> int:
         return self.X.shape[0]
+
+    @property
+    def usable(self) -> np.ndarray:
+        """True for the records whose label is usable (not NaN)."""
+        return self._derived("usable", lambda: ~np.isnan(self.y))
+
+    @property
+    def filled_y(self) -> np.ndarray:
+        """Labels with 0 for the unusable ones, so that loss arithmetic over all rows stays finite."""
+        return self._derived("filled_y", lambda: np.where(self.usable, self.y, 0.0))
+
+    @property
+    def row_squares(self) -> np.ndarray:
+        """Squared norm of every feature row."""
+        return self._derived("row_squares", lambda: np.einsum("ij,ij->i", self.X, self.X))
+
+    def _derived(self, name, compute):
+        # Computed once per block; a block a worker holds keeps them between passes.
+        cache = self.__dict__.setdefault("_cache", {})
+        if name not in cache:
+            cache[name] = compute()
+        return cache[name]
+
+
+# Spark setting: "false" keeps the blocks in Spark's cache only, so every
+# pass unpickles them again (slower, but writes nothing to local disk).
+SHARED_BLOCKS_CONF = "spark.activeclean.sharedBlocks"
+
+_ARRAYS = ("keys", "X", "y", "flagged", "X_reference", "y_reference", "truly_dirty")
+
+# Blocks this Python worker has mapped, keyed by (block set, partition).
+_MAPPED: dict = {}
+
+
+def _block_path(token: str, partition: int) -> str:
+    # Spark gives each Python worker its executor's local directories, and
+    # deletes them when the application ends.
+    roots = os.environ.get("SPARK_LOCAL_DIRS") or tempfile.gettempdir()
+    return os.path.join(roots.split(",")[0], "activeclean-blocks", f"{token}-{partition}")
+
+
+def _write(token: str, block: Block) -> None:
+    """Write ``block`` to the executor's local directory, unless a worker already did."""
+    final = _block_path(token, block.partition)
+    if os.path.isdir(final):
+        return
+    partial = f"{final}.{os.getpid()}.partial"
+    try:
+        os.makedirs(partial, exist_ok=True)
+        for name in _ARRAYS:
+            values = getattr(block, name)
+            if values is not None:
+                np.save(os.path.join(partial, name + ".npy"), values, allow_pickle=values.dtype == object)
+        with pa.OSFile(os.path.join(partial, "raw.arrow"), "wb") as sink:
+            with pa.ipc.new_file(sink, block.raw.schema) as writer:
+                writer.write_table(block.raw)
+        os.rename(partial, final)
+    except OSError:
+        # A full disk, or another worker renamed its copy first: the pass
+        # goes on from Spark's cache either way.
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _mapped(token: str, partition: int) -> Block | None:
+    """Return the block as memory maps of its files on this executor, or None when it has none."""
+    key = (token, partition)
+    if key in _MAPPED:
+        return _MAPPED[key]
+    for stale in [k for k in _MAPPED if not os.path.isdir(_block_path(*k))]:
+        del _MAPPED[stale]  # a released block set: unmapping frees its pages
+    path = _block_path(token, partition)
+    if not os.path.isdir(path):
+        return None
+    fields = {}
+    for name in _ARRAYS:
+        file = os.path.join(path, name + ".npy")
+        if os.path.exists(file):
+            try:
+                fields[name] = np.load(file, mmap_mode="r").view(np.ndarray)
+            except ValueError:  # keys of Python objects (strings) cannot be mapped
+                fields[name] = np.load(file, allow_pickle=True)
+    raw = pa.ipc.open_file(pa.memory_map(os.path.join(path, "raw.arrow"))).read_all()
+    block = Block(partition=partition, raw=raw, **fields)
+    _MAPPED[key] = block
+    return block
+
+
+def _remove(token: str) -> None:
+    root = os.path.dirname(_block_path(token, 0))
+    if os.path.isdir(root):
+        for name in os.listdir(root):
+            if name.startswith(token + "-"):
+                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+    for key in [k for k in _MAPPED if k[0] == token]:
+        del _MAPPED[key]
+
+
+class BlockSet:
+    """The cached blocks of one relation, one per partition, shared by the Python workers of each executor.
+
+    ``map_collect(function)`` returns ``[function(block) for each block]``
+    in partition order.  ``rdd`` is Spark's persisted copy; it is read
+    again for a partition whose executor has no file of it, and recomputed
+    from its source when Spark lost it.
+    """
+
+    def __init__(self, rdd):
+        """Persist ``rdd``, an RDD of one :class:`Block` per partition; nothing runs until the first pass."""
+        self.context = rdd.context
+        self.token = uuid4().hex
+        self.shared = self.context.getConf().get(SHARED_BLOCKS_CONF, "true").lower() != "false"
+        # With the files serving the passes, Spark's copy is only read after
+        # a loss, so it stays on disk and leaves the JVM's memory free.
+        self.rdd = rdd.persist(StorageLevel.DISK_ONLY if self.shared else StorageLevel.MEMORY_AND_DISK)
+        token = self.token
+
+        def write_all(blocks):
+            for block in blocks:
+                _write(token, block)
+                yield block.partition
+
+        # Its cached partitions sit on the executors that wrote the files, so
+        # Spark schedules the passes there.
+        self.partitions = rdd.mapPartitions(write_all).persist(StorageLevel.MEMORY_ONLY) if self.shared else None
+        self.missed = 0  # partitions read from Spark's cache because their executor had no file
+
+    @property
+    def num_partitions(self) -> int:
+        return self.rdd.getNumPartitions()
+
+    def map_collect(self, function) -> list:
+        """Return ``function(block)`` of every block, in partition order."""
+        if not self.shared:
+            return self.rdd.map(function).collect()
+        token = self.token
+
+        def on_files(partitions):
+            for partition in partitions:
+                block = _mapped(token, partition)
+                yield (partition, False, None) if block is None else (partition, True, function(block))
+
+        def on_cache(blocks):
+            for block in blocks:
+                _write(token, block)
+                yield block.partition, True, function(block)
+
+        results = self.partitions.mapPartitions(on_files).collect()
+        missing = [partition for partition, found, _ in results if not found]
+        if missing:
+            self.missed += len(missing)
+            results += self.context.runJob(self.rdd, on_cache, missing)
+        values = {partition: value for partition, found, value in results if found}
+        return [values[partition] for partition in sorted(values)]
+
+    def collect(self) -> list[Block]:
+        """Return every block on the driver (small relations and tests only)."""
+        return self.rdd.collect()
+
+    def first(self) -> Block:
+        return self.rdd.first()
+
+    def unpersist(self) -> None:
+        """Drop Spark's cached copies and, on the executors a cleanup task reaches, the block files.
+
+        Spark deletes the files of any executor missed here when the application ends.
+        """
+        if self.partitions is not None:
+            token = self.token
+            tasks = max(self.context.defaultParallelism, self.num_partitions)
+            self.context.parallelize(range(tasks), tasks).foreach(lambda _: _remove(token))
+            self.partitions.unpersist()
+        self.rdd.unpersist()
 
 
 def check_key(df: DataFrame, key: str) -> None:
@@ -97,8 +287,8 @@ def _same_features(X, y, X_other, y_other) -> np.ndarray:
     return np.all(X == X_other, axis=1) & same_label
 
 
-def featurize_partitions(partitions, featurizer, key: str, *, predicate=None):
-    """Turn ``(partition, table)`` pairs into cached :class:`Block` objects.
+def featurize_partitions(partitions, featurizer, key: str, *, predicate=None) -> BlockSet:
+    """Turn ``(partition, table)`` pairs into a :class:`BlockSet`.
 
     The tables may carry the rule flag column and the reference columns
     (``REFERENCE_PREFIX`` + input column); they are split off into the
@@ -127,4 +317,7 @@ def featurize_partitions(partitions, featurizer, key: str, *, predicate=None):
             block.truly_dirty = ~_same_features(X, y, block.X_reference, block.y_reference) | ~present
         return block
 
-    return partitions.map(to_block).persist(StorageLevel.MEMORY_AND_DISK)
+    # NOTE: Spark receives each block as one pickled object in one byte
+    # array, which Java limits to 2 GB, so a partition's features and raw
+    # values must stay below that; more partitions are the remedy.
+    return BlockSet(partitions.map(to_block))

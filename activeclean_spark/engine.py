@@ -345,7 +345,7 @@ class ActiveClean:
 
         blocks, featurizer = self._blocks(df, rule=self.rule, reference=reference)
         try:
-            counts = blocks.map(lambda block: (block.size, _flag_count(block))).collect()
+            counts = blocks.map_collect(lambda block: (block.size, _flag_count(block)))
         except Exception as error:
             blocks.unpersist()
             raise _rule_error(error) from None
@@ -371,7 +371,7 @@ class ActiveClean:
             blocks=blocks,
             featurizer=featurizer,
             n_total=n_total,
-            schema=blocks.first().raw.schema,
+            schema=blocks.map_collect(lambda block: block.raw.schema)[0],
             dirty_model=dirty_model,
             reference_model=reference_model,
             test_blocks=test_blocks,
@@ -392,8 +392,9 @@ class ActiveClean:
             keep = ~np.isnan(block.y)
             return loss.curvature_sums(block.X[keep], block.y[keep], shipped.value), int(keep.sum())
 
-        sums, count = blocks.map(block_curvature).treeReduce(lambda a, b: (a[0] + b[0], a[1] + b[1]))
+        parts = blocks.map_collect(block_curvature)
         shipped.destroy()
+        sums, count = np.sum([part[0] for part in parts], axis=0), sum(part[1] for part in parts)
         return sums / max(count, 1) + np.diag(loss.penalty_curvature(theta.size))
 
     def fit(self, df, *, test=None, reference=None, output_dir: str | None = None, overwrite: bool = False,
@@ -504,24 +505,27 @@ class ActiveClean:
         # Trusted records exist when a rule leaves records unflagged or the detector certifies some.
         trusting = self.rule is not None or (model is not None and model.certify)
         n_audit = self.detector.audit_draws(batch_draws) if self.detector is not None and trusting else 0
-        return ScoringPlan(self.sampling, model, loop.changes, n_audit, loop.refits)
+        # The control variate uses the gradient sums over R_dirty, not the loss sums.
+        return ScoringPlan(self.sampling, model, loop.changes, n_audit, loop.refits, dirty_losses=False)
 
     def _iterate(self, t, theta, loop: "_Loop"):
         """Run iteration t and return ``(new theta, history record)``, or None when R_dirty is empty."""
         store = loop.store
+        clock = _Clock()
         batch_draws = min(self.batch_size, self.budget - store.size)
         plan = self._plan(loop, batch_draws)
         sc = loop.blocks.context
         shipped = sc.broadcast((theta, store.positions, plan))
         loss, seed, gradient_sum = self.loss, self.seed, self.control_variate
         empty = np.empty(0, dtype=np.int64)
-        parts = loop.blocks.map(
+        parts = loop.blocks.map_collect(
             lambda block: score_and_draw(
                 block, loss, shipped.value[0], shipped.value[1].get(block.partition, empty), batch_draws, seed, t,
                 gradient_sum=gradient_sum, plan=shipped.value[2],
             )
-        ).collect()
+        )
         shipped.destroy()
+        clock.lap("score")
 
         rng = random_generator(self.seed, t, DRIVER_STREAM)
         n_trusted = sum(p.n_trusted for p in parts)
@@ -551,14 +555,18 @@ class ActiveClean:
         batch_records = {(d.partition, d.position) for d in draws}
         in_batch = np.array([(d.partition, d.position) in batch_records for d in distinct], dtype=bool)
         probabilities = np.array([d.probability for d in distinct])
+        clock.lap("draw")
+        # The candidates' rows came back with the scoring pass; this only gathers the drawn ones.
         candidates = {p.partition: p.candidates for p in parts}
         batch = pa.concat_tables([candidates[d.partition].slice(d.row, 1) for d in distinct])
+        clock.lap("collect")
 
         audited = {(d.partition, d.position) for d in audit}
         cleaned_rows, removed, X, y, classes = self._clean(
             batch, t, distinct, counts, loop.featurizer, loop.output, audited
         )
         X_dirty, y_dirty = loop.featurizer.transform(batch)
+        clock.lap("clean")
         partitions = np.array([d.partition for d in distinct])
         positions = np.array([d.position for d in distinct], dtype=np.int64)
 
@@ -568,7 +576,7 @@ class ActiveClean:
         if self.update in STEP_UPDATES:
             models = (theta, *plan.candidates)
             start, step, estimate = self._sgd_step(t, models, loop, parts, (X, y, X_dirty, y_dirty), in_batch, counts,
-                                                   probabilities, n_dirty, len(draws))
+                                                   probabilities, n_dirty, len(draws), clock)
             theta = models[start] - step
             store.add(partitions, positions, X, y, X_dirty, y_dirty, classes, cleaned_rows, removed, iteration=t,
                       inverse_probability=factors)
@@ -581,6 +589,7 @@ class ActiveClean:
             step = refitted - theta
             theta = refitted
         self._learn(loop)
+        clock.lap("update")
 
         record = {
             "iteration": t,
@@ -593,6 +602,7 @@ class ActiveClean:
             "step_size": loop.schedule(t) if self.update in STEP_UPDATES else None,
             "step_norm": float(np.linalg.norm(step)),
             **estimate,
+            "timings": clock.laps,
         }
         if self.rule is not None or self.detector is not None:
             record["trusted"] = n_trusted - int((~in_batch).sum())
@@ -607,7 +617,7 @@ class ActiveClean:
             record["detector"] = {"classes": model.classes, "certifying": model.certify, "missed": model.missed}
         return theta, record
 
-    def _sgd_step(self, t, models, loop, parts, features, in_batch, counts, probabilities, n_dirty, n_draws):
+    def _sgd_step(self, t, models, loop, parts, features, in_batch, counts, probabilities, n_dirty, n_draws, clock):
         """Return ``(start, step, record)`` for iteration t, before the batch joins R_clean.
 
         ``models`` are the SGD iterate and, with ``"sgd_refit"``, the refit.
@@ -640,8 +650,10 @@ class ActiveClean:
             else:
                 g_batch = batch_gradient(self.loss, X, y, theta, counts, probabilities, n_dirty, n_draws)
             # The clean part's loss comes along with its gradient, for the choice of start.
+            clock.lap("update")
             g_clean = clean_gradient(self.loss, store.X, store.y, theta, n_clean,
                                      None if trusted is None else trusted[k], value=True)
+            clock.lap("clean_gradient")
             estimates.append(combined_gradient(g_batch, g_clean[1:], n_dirty, n_clean))
             clean_losses.append(g_clean[0])
             if len(models) > 1:
@@ -835,6 +847,19 @@ class ActiveClean:
         if result.reference_model is not None:
             result.reference_model.save(output.file("clean_model"))
         output.write_table(df, self.key, result.cleaned, result.removed)
+
+
+class _Clock:
+    """Seconds spent in each phase of an iteration; a phase entered twice adds up."""
+
+    def __init__(self):
+        self.laps: dict = {}
+        self._last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.laps[phase] = self.laps.get(phase, 0.0) + now - self._last
+        self._last = now
 
 
 def _difference_error(terms, counts, share) -> float:

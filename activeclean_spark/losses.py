@@ -22,6 +22,7 @@ of the margin ``m = X @ w + b``: ``margin_losses`` and ``margin_derivatives``.
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit
 
 __all__ = [
     "Loss",
@@ -110,6 +111,7 @@ class LinearModelLoss(Loss):
         raise NotImplementedError
 
     def margins(self, X: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """Return ``X w + b``; a theta of shape (p, k) gives the margins of k models, shape (n, k)."""
         return X @ theta[:-1] + theta[-1]
 
     def losses(self, X, y, theta):
@@ -126,24 +128,58 @@ class LinearModelLoss(Loss):
         return grads
 
     def gradient_norms(self, X, y, theta):
-        # ||c x + reg w||^2 + c^2 expands into row sums, which avoids
-        # materializing the (n, d) gradient matrix.
-        w = theta[:-1]
-        c = self.margin_derivatives(self.margins(X, theta), y)
-        row_sq = np.einsum("ij,ij->i", X, X)
-        squared = c * c * (row_sq + 1.0) + 2.0 * self.reg * c * (X @ w) + self.reg**2 * float(w @ w)
-        return np.sqrt(np.maximum(squared, 0.0))
-
-    def loss_and_gradient_sums(self, X, y, theta):
-        n = X.shape[0]
-        w = theta[:-1]
         margins = self.margins(X, theta)
         c = self.margin_derivatives(margins, y)
-        loss_sum = float(self.margin_losses(margins, y).sum()) + n * 0.5 * self.reg * float(w @ w)
-        grad = np.empty(theta.shape[0])
-        grad[:-1] = X.T @ c + n * self.reg * w
-        grad[-1] = c.sum()
-        return loss_sum, grad
+        return self.norms_from_margins(margins, c, np.einsum("ij,ij->i", X, X), theta)
+
+    def norms_from_margins(self, margins, c, row_squares, theta):
+        """Return the gradient norms from the margins, their derivatives ``c`` and the rows' squared norms.
+
+        ``||c x + reg w||^2 + c^2`` expands into ``c^2 (||x||^2 + 1) +
+        2 reg c (x . w) + reg^2 ||w||^2``, and ``x . w`` is the margin minus
+        the intercept, so no (n, d) array is formed.
+        """
+        w = theta[:-1]
+        squared = c * c
+        squared *= row_squares + 1.0
+        cross = margins - theta[-1]
+        cross *= 2.0 * self.reg * c
+        squared += cross
+        squared += self.reg**2 * float(w @ w)
+        np.maximum(squared, 0.0, out=squared)
+        return np.sqrt(squared, out=squared)
+
+    def masked_sums(self, X, y, thetas, weights, margins=None, derivatives=None, losses=None):
+        """Return ``[loss sum, gradient sum]`` of every model over the rows of every mask.
+
+        ``thetas`` contains one model per row (k, p) and ``weights`` one 0/1
+        mask per column (n, m); the result has shape (m, k, 1 + p).  ``y``
+        must be finite where a weight is non-zero.  X is read twice in all,
+        whatever k and m, and no row subset of it is copied.  ``margins``
+        (n, k) and their ``derivatives`` are computed when not given.
+        ``losses`` (m booleans, default all) selects the masks whose loss
+        sum is wanted; the others get NaN and cost no loss evaluation.
+        """
+        n, m, k = X.shape[0], weights.shape[1], thetas.shape[0]
+        W = thetas[:, :-1]
+        margins = self.margins(X, thetas.T) if margins is None else margins
+        derivatives = self.margin_derivatives(margins, y[:, None]) if derivatives is None else derivatives
+        counts = weights.sum(axis=0)
+        weighted = (weights[:, :, None] * derivatives[:, None, :]).reshape(n, m * k)
+        sums = np.full((m, k, thetas.shape[1] + 1), np.nan)
+        with_loss = np.ones(m, dtype=bool) if losses is None else np.asarray(losses, dtype=bool)
+        if with_loss.any():
+            rows = slice(None) if with_loss.all() else np.flatnonzero(weights[:, with_loss].any(axis=1))
+            values = self.margin_losses(margins[rows], y[rows, None])
+            penalties = 0.5 * self.reg * np.einsum("kj,kj->k", W, W)
+            sums[with_loss, :, 0] = weights[rows][:, with_loss].T @ values + np.outer(counts[with_loss], penalties)
+        sums[:, :, 1:-1] = (X.T @ weighted).T.reshape(m, k, -1) + counts[:, None, None] * self.reg * W[None]
+        sums[:, :, -1] = weighted.sum(axis=0).reshape(m, k)
+        return sums
+
+    def loss_and_gradient_sums(self, X, y, theta):
+        sums = self.masked_sums(X, y, theta[None], np.ones((X.shape[0], 1)))[0, 0]
+        return float(sums[0]), sums[1:]
 
     def margin_curvatures(self, margins: np.ndarray, y: np.ndarray) -> np.ndarray | None:
         """Return d^2 l / d m^2 for every record, or None where it is zero almost everywhere."""
@@ -222,17 +258,12 @@ class LeastSquaresLoss(LinearModelLoss):
 
 
 def _log1p_exp(z: np.ndarray) -> np.ndarray:
-    # log(1 + e^z) without overflow for large z.
-    return np.logaddexp(0.0, z)
+    # log(1 + e^z) = max(z, 0) + log(1 + e^-|z|), which cannot overflow.
+    return np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    out = np.empty_like(z, dtype=float)
-    positive = z >= 0
-    out[positive] = 1.0 / (1.0 + np.exp(-z[positive]))
-    ez = np.exp(z[~positive])
-    out[~positive] = ez / (1.0 + ez)
-    return out
+    return expit(z)
 
 
 class LogisticLoss(LinearModelLoss):

@@ -49,7 +49,7 @@ def evaluate(loss: Loss, X, y, theta) -> dict:
 def evaluate_blocks(blocks, loss: Loss, theta) -> dict:
     """Compute the metrics of :func:`evaluate` over a cached block RDD in one Spark job."""
     shipped = blocks.context.broadcast(theta)
-    sums = blocks.map(lambda block: _metric_sums(loss, block.X, block.y, shipped.value)).treeReduce(np.add)
+    sums = np.sum(blocks.map_collect(lambda block: _metric_sums(loss, block.X, block.y, shipped.value)), axis=0)
     shipped.destroy()
     return _metrics_from_sums(loss.task, sums)
 

@@ -26,7 +26,7 @@ def _usable(X, y):
 
 
 def block_objective(blocks, loss, *, reference: bool = False, excluded: dict | None = None, extra=None):
-    """Return ``theta -> (mean loss, mean gradient)`` over the usable records of a block RDD.
+    """Return ``theta -> (mean loss, mean gradient)`` over the usable records of a :class:`BlockSet`.
 
     With ``reference``, the blocks' clean reference features are used.
     ``excluded`` maps a partition to local positions left out, and ``extra``
@@ -53,11 +53,10 @@ def block_objective(blocks, loss, *, reference: bool = False, excluded: dict | N
             total, grad = loss.loss_and_gradient_sums(X, y, theta_local)
             return X.shape[0], total, grad
 
-        def add(a, b):
-            return a[0] + b[0], a[1] + b[1], a[2] + b[2]
-
-        count, total, grad = blocks.map(block_sums).treeAggregate((0, 0.0, np.zeros_like(theta)), add, add)
+        sums = blocks.map_collect(block_sums)
         shipped.destroy()
+        count, total = sum(s[0] for s in sums), sum(s[1] for s in sums)
+        grad = np.sum([s[2] for s in sums], axis=0)
         if extra_X is not None and extra_X.shape[0]:
             extra_total, extra_grad = loss.loss_and_gradient_sums(extra_X, extra_y, theta)
             count, total, grad = count + extra_X.shape[0], total + extra_total, grad + extra_grad

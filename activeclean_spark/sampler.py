@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from .losses import LinearModelLoss
 from .updater import value_and_gradient_sums
 
 __all__ = [
@@ -72,7 +73,10 @@ class ScoringPlan:
     with one row per class (one row in all when there is no detector).
     ``n_audit`` candidates are drawn uniformly from the trusted records.
     ``candidates`` are further models at which the pass also sums the loss
-    and gradient over R_dirty and over the trusted records.
+    and gradient over R_dirty and over the trusted records.  Without
+    ``dirty_losses``, the loss sums over R_dirty may be NaN (the control
+    variate needs only the gradient sums), which saves a loss evaluation
+    per record.
     """
 
     sampling: str = "importance"
@@ -80,6 +84,7 @@ class ScoringPlan:
     changes: tuple | None = None
     n_audit: int = 0
     candidates: tuple = ()
+    dirty_losses: bool = True
 
 
 @dataclass
@@ -167,6 +172,37 @@ def _estimated_norms(loss, X, y, theta, changes, probabilities) -> np.ndarray:
     return scores
 
 
+def _linear_pass(block, loss, models, dirty, trusted, scored, dirty_losses=True):
+    """Sums and scores of a linear-model loss over a whole block.
+
+    Returns ``(dirty sums, trusted sums, scores)``: the ``[loss sum,
+    gradient sum]`` of every model over the records of each mask (None for
+    a mask that is None), and the gradient norm at the first model of every
+    record in ``scored`` (0 elsewhere, all 0 when ``scored`` is None).
+    Without ``dirty_losses`` the dirty loss sums are NaN.
+    Records with an unusable label count in no sum and score 0.
+    """
+    usable, X, y = block.usable, block.X, block.filled_y
+    masks = [mask & usable for mask in (dirty, trusted) if mask is not None]
+    thetas = np.stack(models)
+    # One product gives the margins of every model.
+    margins = loss.margins(X, thetas.T)
+    derivatives = loss.margin_derivatives(margins, y[:, None])
+    scores = np.zeros(block.size)
+    if scored is not None:
+        keep = scored & usable
+        norms = loss.norms_from_margins(margins[:, 0], derivatives[:, 0], block.row_squares, thetas[0])
+        scores[keep] = norms[keep]
+    sums = None
+    if masks:
+        weights = np.stack(masks, axis=1).astype(float)
+        with_loss = [dirty_losses] * (dirty is not None) + [True] * (trusted is not None)
+        sums = loss.masked_sums(X, y, thetas, weights, margins, derivatives, with_loss)  # (mask, model, 1 + p)
+    dirty_sums = sums[0] if dirty is not None else None
+    trusted_sums = sums[-1] if trusted is not None else None
+    return dirty_sums, trusted_sums, scores
+
+
 def _uncertainty(loss, X, theta) -> np.ndarray:
     """Return minus the distance to the decision boundary, so the largest is the least certain."""
     if not hasattr(loss, "margins") or loss.task != "classification":
@@ -202,16 +238,32 @@ def score_and_draw(
         dirty[rows[certified]] = False
         probabilities = probabilities[~certified]
     rows = np.flatnonzero(dirty)
-    # Without exclusions every row is dirty, and the block's arrays are used without a copy.
-    X, y = (block.X, block.y) if rows.size == block.size else (block.X[rows], block.y[rows])
-
-    scores = np.zeros(block.size)
-    if plan.sampling == "importance":
-        scores[rows] = _estimated_norms(loss, X, y, theta, plan.changes, probabilities)
-    elif plan.sampling == "oracle":
-        scores[rows] = _norms(loss, block.X_reference[rows], block.y_reference[rows], theta)
-    elif plan.sampling == "uncertainty":
-        scores[rows] = _uncertainty(loss, X, theta)
+    models = (theta, *plan.candidates)
+    fused = isinstance(loss, LinearModelLoss)
+    if fused:
+        # Linear models: one matrix-vector product per model over the whole
+        # block gives the scores and every sum, and no row subset of X is copied.
+        dirty_sums, trusted_sums, scores = _linear_pass(
+            block, loss, models, dirty if gradient_sum else None, trusted if trusted.any() else None,
+            dirty if plan.sampling == "importance" and plan.changes is None else None, plan.dirty_losses,
+        )
+    if not fused or plan.sampling != "importance" or plan.changes is not None:
+        # Without exclusions every row is dirty, and the block's arrays are used without a copy.
+        X, y = (block.X, block.y) if rows.size == block.size else (block.X[rows], block.y[rows])
+        scores = np.zeros(block.size)
+        if plan.sampling == "importance":
+            scores[rows] = _estimated_norms(loss, X, y, theta, plan.changes, probabilities)
+        elif plan.sampling == "oracle":
+            scores[rows] = _norms(loss, block.X_reference[rows], block.y_reference[rows], theta)
+        elif plan.sampling == "uncertainty":
+            scores[rows] = _uncertainty(loss, X, theta)
+    if not fused:
+        dirty_sums = np.array([value_and_gradient_sums(loss, X, y, m) for m in models]) if gradient_sum else None
+        trusted_rows = np.flatnonzero(trusted)
+        trusted_sums = (
+            np.array([value_and_gradient_sums(loss, block.X[trusted_rows], block.y[trusted_rows], m) for m in models])
+            if trusted_rows.size else None
+        )
     scores[~np.isfinite(scores)] = 0.0
     n_dirty = rows.size
     weighted = np.empty(0, dtype=np.int64)
@@ -242,7 +294,6 @@ def score_and_draw(
         truth = block.truly_dirty
         detection = (int(np.sum(dirty & truth)), int(np.sum(dirty & ~truth)), int(np.sum(trusted & truth)))
 
-    models = (theta, *plan.candidates)
     positions = np.concatenate([weighted, uniform, audit])
     score_total = 0.0 if plan.sampling == "uncertainty" else float(scores[rows].sum())
     return PartitionDraw(
@@ -255,12 +306,9 @@ def score_and_draw(
         uniform_scores=scores[uniform],
         candidates=block.raw.take(pa.array(positions, pa.int64())),
         keys=block.keys[positions],
-        dirty_sums=np.array([value_and_gradient_sums(loss, X, y, m) for m in models]) if gradient_sum else None,
+        dirty_sums=dirty_sums,
         n_trusted=int(trusted_rows.size),
-        trusted_sums=(
-            np.array([value_and_gradient_sums(loss, block.X[trusted_rows], block.y[trusted_rows], m) for m in models])
-            if trusted_rows.size else None
-        ),
+        trusted_sums=trusted_sums,
         audit=audit,
         detection=detection,
     )

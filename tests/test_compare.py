@@ -108,11 +108,12 @@ def heavy(spark, tmp_path_factory):
 def test_heavy_corruption_keeps_up_with_uniform(heavy):
     # Where the dirty model is far off, ActiveClean must not trail Uniform
     # by more than its own spread over the seeds, in model error and in
-    # held-out accuracy.
-    for column, sign in (("model_error", 1), ("test_metric", -1)):
+    # held-out accuracy.  Accuracy moves in steps of one test record (about
+    # 1/159), so its allowance is at least that step.
+    for column, sign, step in (("model_error", 1, 0.0), ("test_metric", -1, 1 / 159)):
         values = heavy[column]
         activeclean, uniform = values.loc["activeclean"], values.loc["uniform"]
-        assert sign * (activeclean.mean() - uniform.mean()) <= activeclean.std(), column
+        assert sign * (activeclean.mean() - uniform.mean()) <= max(activeclean.std(), step), column
 
 
 def test_heavy_corruption_refit_beats_plain_sgd(heavy):
