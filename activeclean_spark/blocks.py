@@ -318,6 +318,7 @@ def featurize_partitions(partitions, featurizer, key: str, *, predicate=None) ->
         return block
 
     # NOTE: Spark receives each block as one pickled object in one byte
-    # array, which Java limits to 2 GB, so a partition's features and raw
-    # values must stay below that; more partitions are the remedy.
+    # array, which Java limits to 2 GB.  The engine's default partition
+    # count keeps blocks near 1 GiB by an estimate; a count set by hand
+    # must keep them below 2 GB too.
     return BlockSet(partitions.map(to_block))

@@ -138,7 +138,10 @@ class ActiveClean:
     seed : int, default=0
         Seed of every random draw.
     num_partitions : int, optional
-        Partitions of the cached relation; default Spark's default parallelism.
+        Partitions of the cached relation.  By default Spark's default
+        parallelism, or more when a partition's block would pass about
+        1 GiB (the relation is counted to decide).  Each block must stay
+        below 2 GB, the largest pickled object Spark takes from Python.
     tol : float, default=0.0
         Stop once the update step's norm falls below this.
     target : float, optional
@@ -304,12 +307,26 @@ class ActiveClean:
         if reference is not None:
             renamed = [reference[c].alias(REFERENCE_PREFIX + c) for c in df.columns]
             source = source.join(reference.select(reference[self.key], *renamed), on=self.key, how="left")
-        partitions = arrow_partitions(source, self.key, self.num_partitions or df.sparkSession.sparkContext.defaultParallelism)
+        count = self._partition_count(df, source, featurizer or self.features, reference is not None)
+        partitions = arrow_partitions(source, self.key, count)
         if featurizer is None:
             featurizer = self._fit_featurizer(partitions)
         predicate = rule.flags if rule is not None and rule.predicate is not None else None
         blocks = featurize_partitions(partitions, featurizer, self.key, predicate=predicate)
         return blocks, featurizer
+
+    def _partition_count(self, df, source, features, with_reference: bool) -> int:
+        """Return the partitions of the cached table: the setting, else one per core unless blocks grow too large."""
+        if self.num_partitions is not None:
+            return self.num_partitions
+        parallelism = df.sparkSession.sparkContext.defaultParallelism
+        per_row = _row_bytes(source.schema, _feature_count(features) * (2 if with_reference else 1))
+        rows = df.count()
+        needed = -(-rows * per_row // BLOCK_BYTES)
+        if needed > parallelism:
+            logger.info("Caching %d records in %d partitions so that each block stays below %d MiB",
+                        rows, needed, BLOCK_BYTES >> 20)
+        return max(parallelism, needed)
 
     # -- the loop ----------------------------------------------------------
 
@@ -847,6 +864,28 @@ class ActiveClean:
         if result.reference_model is not None:
             result.reference_model.save(output.file("clean_model"))
         output.write_table(df, self.key, result.cleaned, result.removed)
+
+
+# Largest block a partition should build by default.  Spark receives each
+# block as one pickled object in one Java byte array, which holds at most
+# 2 GB, so this leaves room for the estimate's error.
+BLOCK_BYTES = 1 << 30
+
+
+def _feature_count(features) -> int:
+    """Return the features of a featurizer, or at most that many for a spec that is not fitted yet."""
+    if isinstance(features, Featurizer):
+        return features.n_features
+    return (2 * len(features.numeric) + len(features.categorical) * (features.max_categories + 2)
+            + len(features.hashed) * (features.hash_buckets + 1))
+
+
+def _row_bytes(schema, n_features: int) -> int:
+    """Estimate the bytes of one record in a block: features and numbers 8 bytes each, other values 32."""
+    from pyspark.sql.types import BooleanType, NumericType
+
+    raw = sum(8 if isinstance(f.dataType, (NumericType, BooleanType)) else 32 for f in schema.fields)
+    return raw + 8 * n_features
 
 
 class _Clock:

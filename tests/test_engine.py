@@ -195,3 +195,18 @@ def test_user_loss_model_loads(tmp_path):
     loaded = ActiveCleanModel.load(str(tmp_path))
     assert isinstance(loaded.loss, SquaredError)
     np.testing.assert_array_equal(loaded.theta, [1.0, 2.0, 0.5])
+
+
+def test_partition_count_keeps_blocks_small(spark, monkeypatch):
+    from activeclean_spark import engine as engine_module
+
+    dirty, clean = make_tables(n=200, seed=3)
+    df = spark.createDataFrame(dirty)
+    engine = make_engine(clean, num_partitions=None)
+    parallelism = spark.sparkContext.defaultParallelism
+    assert engine._partition_count(df, df, engine.features, False) == parallelism
+    # With room for 50 records per block, 200 records need 4 partitions, more than the cores.
+    per_row = engine_module._row_bytes(df.schema, engine_module._feature_count(engine.features))
+    monkeypatch.setattr(engine_module, "BLOCK_BYTES", 50 * per_row)
+    assert engine._partition_count(df, df, engine.features, False) == max(parallelism, 4)
+    assert engine.clone(num_partitions=3)._partition_count(df, df, engine.features, False) == 3
