@@ -166,9 +166,9 @@ class BlockSet:
     """The cached blocks of one relation, one per partition, shared by the Python workers of each executor.
 
     ``map_collect(function)`` returns ``[function(block) for each block]``
-    in partition order.  ``rdd`` is Spark's persisted copy; it is read
-    again for a partition whose executor has no file of it, and recomputed
-    from its source when Spark lost it.
+    in partition order.  ``rdd`` is Spark's persisted copy.  A pass reads it
+    again for a partition whose executor has no file of it, and Spark
+    recomputes it from its source when it lost it.
     """
 
     def __init__(self, rdd):
@@ -222,9 +222,6 @@ class BlockSet:
     def collect(self) -> list[Block]:
         """Return every block on the driver (small relations and tests only)."""
         return self.rdd.collect()
-
-    def first(self) -> Block:
-        return self.rdd.first()
 
     def unpersist(self) -> None:
         """Drop Spark's cached copies and, on the executors a cleanup task reaches, the block files.

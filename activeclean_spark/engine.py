@@ -362,18 +362,18 @@ class ActiveClean:
 
         blocks, featurizer = self._blocks(df, rule=self.rule, reference=reference)
         try:
-            counts = blocks.map_collect(lambda block: (block.size, _flag_count(block)))
+            counts = blocks.map_collect(lambda block: (block.size, _flag_count(block), block.raw.schema))
         except Exception as error:
             blocks.unpersist()
             raise _rule_error(error) from None
-        sizes = [size for size, _ in counts]
+        sizes = [size for size, _, _ in counts]
         n_total = int(sum(sizes))
         if n_total == 0:
             blocks.unpersist()
             raise ValueError("input table is empty")
         logger.info("Cached %d records in %d partitions, %d features", n_total, len(sizes), featurizer.n_features)
         if self.rule is not None:
-            n_flagged = sum(flagged for _, flagged in counts)
+            n_flagged = sum(flagged for _, flagged, _ in counts)
             logger.info("Rule flags %d of %d records as possibly dirty; the others are clean from the start",
                         n_flagged, n_total)
 
@@ -388,7 +388,7 @@ class ActiveClean:
             blocks=blocks,
             featurizer=featurizer,
             n_total=n_total,
-            schema=blocks.map_collect(lambda block: block.raw.schema)[0],
+            schema=counts[0][2],
             dirty_model=dirty_model,
             reference_model=reference_model,
             test_blocks=test_blocks,

@@ -149,16 +149,16 @@ class LinearModelLoss(Loss):
         np.maximum(squared, 0.0, out=squared)
         return np.sqrt(squared, out=squared)
 
-    def masked_sums(self, X, y, thetas, weights, margins=None, derivatives=None, losses=None):
+    def masked_sums(self, X, y, thetas, weights, margins=None, derivatives=None, loss_columns=None):
         """Return ``[loss sum, gradient sum]`` of every model over the rows of every mask.
 
-        ``thetas`` contains one model per row (k, p) and ``weights`` one 0/1
-        mask per column (n, m); the result has shape (m, k, 1 + p).  ``y``
-        must be finite where a weight is non-zero.  X is read twice in all,
+        ``thetas`` contains one model per row, shape (k, p).  ``weights``
+        contains one 0/1 mask per column, shape (n, m).  The result has shape
+        (m, k, 1 + p).  ``y`` must be finite where a weight is non-zero.  X is read twice in all,
         whatever k and m, and no row subset of it is copied.  ``margins``
         (n, k) and their ``derivatives`` are computed when not given.
-        ``losses`` (m booleans, default all) selects the masks whose loss
-        sum is wanted; the others get NaN and cost no loss evaluation.
+        ``loss_columns`` (m booleans, default all) selects the masks whose
+        loss sum is computed.  The others get NaN and cost no loss evaluation.
         """
         n, m, k = X.shape[0], weights.shape[1], thetas.shape[0]
         W = thetas[:, :-1]
@@ -167,7 +167,7 @@ class LinearModelLoss(Loss):
         counts = weights.sum(axis=0)
         weighted = (weights[:, :, None] * derivatives[:, None, :]).reshape(n, m * k)
         sums = np.full((m, k, thetas.shape[1] + 1), np.nan)
-        with_loss = np.ones(m, dtype=bool) if losses is None else np.asarray(losses, dtype=bool)
+        with_loss = np.ones(m, dtype=bool) if loss_columns is None else np.asarray(loss_columns, dtype=bool)
         if with_loss.any():
             rows = slice(None) if with_loss.all() else np.flatnonzero(weights[:, with_loss].any(axis=1))
             values = self.margin_losses(margins[rows], y[rows, None])

@@ -175,10 +175,10 @@ def _estimated_norms(loss, X, y, theta, changes, probabilities) -> np.ndarray:
 def _linear_pass(block, loss, models, dirty, trusted, scored, dirty_losses=True):
     """Sums and scores of a linear-model loss over a whole block.
 
-    Returns ``(dirty sums, trusted sums, scores)``: the ``[loss sum,
-    gradient sum]`` of every model over the records of each mask (None for
-    a mask that is None), and the gradient norm at the first model of every
-    record in ``scored`` (0 elsewhere, all 0 when ``scored`` is None).
+    Returns ``(dirty sums, trusted sums, scores)``.  The sums are the
+    ``[loss sum, gradient sum]`` of every model over the records of each
+    mask, or None for a mask that is None.  The scores are the gradient
+    norms at the first model of the records in ``scored``, and 0 elsewhere.
     Without ``dirty_losses`` the dirty loss sums are NaN.
     Records with an unusable label count in no sum and score 0.
     """

@@ -11,8 +11,8 @@ its own process, so that the peak memory of one does not hide in another's:
 
 * ``engine``: an empty Python job with two tasks (Spark's floor), the
   dirty-model fit on the cached blocks, and ActiveClean's default loop
-  (batches of 50, the oracle cleaner); the phases of each iteration come
-  from the history's ``timings``.  Peak resident memory of the driver's
+  with batches of 50 and the oracle cleaner.  The phases of each iteration
+  come from the history's ``timings``.  Peak resident memory of the driver's
   Python, the JVM (driver and executor in local mode) and the Python
   workers.
 * ``spark_cache``: the same loop with the block files turned off
@@ -55,8 +55,9 @@ PHASES = ("score", "draw", "collect", "clean", "clean_gradient", "update")
 PARTS = ("engine", "spark_cache", "numpy", "naive", "mllib")
 # The Spark-cache-only engine runs where a pass over pickled blocks stays short.
 SPARK_CACHE_MAX_VALUES = 20_000_000
-# Spark settings of every measurement: loopback only, and a heap that holds
-# the cached blocks of the largest case.
+# Spark settings of every measurement, besides the loopback defaults.
+# NOTE: at 10^7 x 20 each of the two blocks reaches the JVM as one 1.7 GB
+# array, and a 6 GB heap ran out of memory there once in three runs.
 SPARK_CONF = {"spark.driver.memory": "6g", "spark.driver.maxResultSize": "2g"}
 
 
