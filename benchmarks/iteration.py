@@ -57,7 +57,8 @@ PARTS = ("engine", "spark_cache", "numpy", "naive", "mllib")
 SPARK_CACHE_MAX_VALUES = 20_000_000
 # Spark settings of every measurement, besides the loopback defaults.
 # NOTE: at 10^7 x 20 each of the two blocks reaches the JVM as one 1.7 GB
-# array, and a 6 GB heap ran out of memory there once in three runs.
+# array, and a 6 GB heap has run out of memory there (the make bench run
+# of docs/benchmarks.md passed).
 SPARK_CONF = {"spark.driver.memory": "6g", "spark.driver.maxResultSize": "2g"}
 
 

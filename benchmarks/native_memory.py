@@ -3,7 +3,7 @@
 Usage: python benchmarks/native_memory.py [--rows N] [--features D]
 
 Starts the benchmark's Spark session (local[2]) with an 8 GB heap, because
-6 GB ran out at 10^7 rows in one of three runs, and with Java's Native
+6 GB has run out at 10^7 rows, and with Java's Native
 Memory Tracking on.  It prepares the engine on a generated table and
 prints the JVM's tracking summary (read with jcmd) at the largest anonymous
 resident size seen, sampled every 2 s.  Needs jcmd from the JDK.
