@@ -40,7 +40,7 @@ babyproduct: check-java $(STAMP)
 	$(PY) -m activeclean_spark.cli run conf/babyproduct.toml
 
 ## Time an iteration at 10^5 to 10^7 rows against numpy, naive PySpark and
-## MLlib, with peak memory: docs/benchmarks.md (about half an hour).
+## MLlib, with peak memory: docs/benchmarks.md (about 40 minutes).
 bench: check-java $(STAMP)
 	$(PY) benchmarks/iteration.py --markdown docs/benchmarks.md --json docs/benchmarks.json
 

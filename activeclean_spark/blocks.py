@@ -30,6 +30,9 @@ import pyarrow.compute as pc
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql.pandas.types import to_arrow_schema
+from scipy import sparse
+
+from .matrices import row_squares, rows_differ
 
 __all__ = [
     "Block", "BlockSet", "arrow_partitions", "featurize_partitions", "check_key", "FLAG_COLUMN", "REFERENCE_PREFIX",
@@ -49,16 +52,18 @@ class Block:
     (None: no rule).  ``X_reference`` and ``y_reference`` are the features of
     the fully clean version of each record when it is known (NaN label: the
     clean table lacks the record), and ``truly_dirty`` marks the records
-    whose cleaning changes their features or label.
+    whose cleaning changes their features or label.  ``X`` and
+    ``X_reference`` are numpy arrays, or scipy CSR arrays with a sparse
+    featurizer.
     """
 
     partition: int
     keys: np.ndarray
-    X: np.ndarray
+    X: object
     y: np.ndarray
     raw: pa.Table
     flagged: np.ndarray | None = None
-    X_reference: np.ndarray | None = None
+    X_reference: object = None
     y_reference: np.ndarray | None = None
     truly_dirty: np.ndarray | None = None
 
@@ -79,7 +84,7 @@ class Block:
     @property
     def row_squares(self) -> np.ndarray:
         """Squared norm of every feature row."""
-        return self._derived("row_squares", lambda: np.einsum("ij,ij->i", self.X, self.X))
+        return self._derived("row_squares", lambda: row_squares(self.X))
 
     def _derived(self, name, compute):
         # Computed once per block; a block a worker holds keeps them between passes.
@@ -94,6 +99,8 @@ class Block:
 SHARED_BLOCKS_CONF = "spark.activeclean.sharedBlocks"
 
 _ARRAYS = ("keys", "X", "y", "flagged", "X_reference", "y_reference", "truly_dirty")
+# The arrays of a CSR matrix, saved as <field>.<part>.npy.
+_CSR_PARTS = ("data", "indices", "indptr", "shape")
 
 # Blocks this Python worker has mapped, keyed by (block set, partition).
 _MAPPED: dict = {}
@@ -116,7 +123,12 @@ def _write(token: str, block: Block) -> None:
         os.makedirs(partial, exist_ok=True)
         for name in _ARRAYS:
             values = getattr(block, name)
-            if values is not None:
+            if sparse.issparse(values):
+                parts = {"data": values.data, "indices": values.indices, "indptr": values.indptr,
+                         "shape": np.array(values.shape, dtype=np.int64)}
+                for part in _CSR_PARTS:
+                    np.save(os.path.join(partial, f"{name}.{part}.npy"), parts[part])
+            elif values is not None:
                 np.save(os.path.join(partial, name + ".npy"), values, allow_pickle=values.dtype == object)
         with pa.OSFile(os.path.join(partial, "raw.arrow"), "wb") as sink:
             with pa.ipc.new_file(sink, block.raw.schema) as writer:
@@ -146,6 +158,13 @@ def _mapped(token: str, partition: int) -> Block | None:
                 fields[name] = np.load(file, mmap_mode="r").view(np.ndarray)
             except ValueError:  # keys of Python objects (strings) cannot be mapped
                 fields[name] = np.load(file, allow_pickle=True)
+        elif os.path.exists(os.path.join(path, f"{name}.data.npy")):
+            data, indices, indptr, shape = (
+                np.load(os.path.join(path, f"{name}.{part}.npy"), mmap_mode="r").view(np.ndarray)
+                for part in _CSR_PARTS
+            )
+            # copy=False keeps the mapped arrays; scipy only checks their shapes.
+            fields[name] = sparse.csr_array((data, indices, indptr), shape=tuple(shape), copy=False)
     raw = pa.ipc.open_file(pa.memory_map(os.path.join(path, "raw.arrow"))).read_all()
     block = Block(partition=partition, raw=raw, **fields)
     _MAPPED[key] = block
@@ -281,7 +300,7 @@ def arrow_partitions(df: DataFrame, key: str, num_partitions: int):
 def _same_features(X, y, X_other, y_other) -> np.ndarray:
     """Return True for the rows whose features and label agree (two NaN labels agree)."""
     same_label = (y == y_other) | (np.isnan(y) & np.isnan(y_other))
-    return np.all(X == X_other, axis=1) & same_label
+    return ~rows_differ(X, X_other) & same_label
 
 
 def featurize_partitions(partitions, featurizer, key: str, *, predicate=None) -> BlockSet:

@@ -258,7 +258,7 @@ class LearnedDetector:
             margins = X @ W[:, :-1].T + W[:, -1]
             residuals = loss.margin_derivatives(margins, targets) / n
             grad = np.empty(shape)
-            grad[:, :-1] = residuals.T @ X + self.reg * W[:, :-1]
+            grad[:, :-1] = (X.T @ residuals).T + self.reg * W[:, :-1]
             grad[:, -1] = residuals.sum(axis=0)
             value = loss.margin_losses(margins, targets).sum() / n + 0.5 * self.reg * float(np.sum(W[:, :-1] ** 2))
             return value, grad.ravel()

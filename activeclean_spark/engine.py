@@ -15,8 +15,9 @@ from .detector import CLEAN, POOLED, LearnedDetector, RuleDetector, error_classe
 from .estimator import ChangeEstimator
 from .features import FeatureSpec, Featurizer
 from .losses import Loss
+from .matrices import take_or_zero
 from .model import ActiveCleanModel, evaluate_blocks
-from .optimize import block_objective, fit_lbfgs, local_objective
+from .optimize import block_objective, fit_lbfgs, fit_local
 from .output import OutputDirectory
 from .sampler import (
     DEFAULT_FLOOR, DRIVER_STREAM, SAMPLINGS, ScoringPlan, allocate_audit, allocate_draws, greedy_draws,
@@ -24,7 +25,7 @@ from .sampler import (
 )
 from .store import CleanedStore
 from .updater import (
-    PRECONDITIONERS, Preconditioner, StepSchedule, batch_gradient, clean_gradient, combined_gradient,
+    DENSE_LIMIT, PRECONDITIONERS, Preconditioner, StepSchedule, batch_gradient, clean_gradient, combined_gradient,
     controlled_batch_gradient, draw_losses,
 )
 
@@ -320,7 +321,7 @@ class ActiveClean:
         if self.num_partitions is not None:
             return self.num_partitions
         parallelism = df.sparkSession.sparkContext.defaultParallelism
-        per_row = _row_bytes(source.schema, _feature_count(features) * (2 if with_reference else 1))
+        per_row = _row_bytes(source.schema, features, 2 if with_reference else 1)
         rows = df.count()
         needed = -(-rows * per_row // BLOCK_BYTES)
         if needed > parallelism:
@@ -397,9 +398,15 @@ class ActiveClean:
         )
 
     def _curvature(self, blocks, theta):
-        """Mean curvature of the dirty objective at theta, or None when the loss defines none."""
+        """Mean curvature of the dirty objective at theta, or None when the loss defines none.
+
+        Beyond ``DENSE_LIMIT`` parameters, where a (p, p) matrix would not
+        fit, only its diagonal, shape (p,).
+        """
         loss = self.loss
-        if type(loss).curvature_sums is Loss.curvature_sums:
+        full = type(loss).curvature_sums is not Loss.curvature_sums
+        diagonal = theta.size > DENSE_LIMIT or not full
+        if not full and type(loss).curvature_diagonal_sums is Loss.curvature_diagonal_sums:
             if self.preconditioner != "none":
                 logger.warning("Loss %s defines no curvature_sums; updates run without a preconditioner", loss.name)
             return None
@@ -407,12 +414,14 @@ class ActiveClean:
 
         def block_curvature(block):
             keep = ~np.isnan(block.y)
-            return loss.curvature_sums(block.X[keep], block.y[keep], shipped.value), int(keep.sum())
+            sums = loss.curvature_diagonal_sums if diagonal else loss.curvature_sums
+            return sums(block.X[keep], block.y[keep], shipped.value), int(keep.sum())
 
         parts = blocks.map_collect(block_curvature)
         shipped.destroy()
         sums, count = np.sum([part[0] for part in parts], axis=0), sum(part[1] for part in parts)
-        return sums / max(count, 1) + np.diag(loss.penalty_curvature(theta.size))
+        penalty = loss.penalty_curvature(theta.size)
+        return sums / max(count, 1) + (penalty if diagonal else np.diag(penalty))
 
     def fit(self, df, *, test=None, reference=None, output_dir: str | None = None, overwrite: bool = False,
             table=None):
@@ -461,7 +470,7 @@ class ActiveClean:
         if self.sampling == "oracle" and reference_model is None:
             raise ValueError("sampling 'oracle' draws by the true clean gradients, so prepare() needs the reference table")
         theta = dirty_model.theta.copy()
-        store = CleanedStore(prepared.schema, featurizer.n_features)
+        store = CleanedStore(prepared.schema, featurizer.n_features, sparse=featurizer.sparse)
         loop = _Loop(blocks, featurizer, store, output, preconditioner, self.step.fresh())
         history = []
         t = 0
@@ -701,7 +710,7 @@ class ActiveClean:
         if not np.any((weights > 0) & ~np.isnan(store.y)):
             return ()  # every cleaned record so far was removed
         start = loop.refits[0] if loop.refits else theta
-        return (fit_lbfgs(local_objective(store.X, store.y, self.loss, weights), start, tol=1e-5),)
+        return (fit_local(store.X, store.y, self.loss, start, weights=weights),)
 
     def _refit(self, theta, loop):
         """Refit theta on the cleaned records only, or on all records with the cleaned values written back."""
@@ -709,9 +718,8 @@ class ActiveClean:
         if np.all(np.isnan(store.y)):
             return theta  # every cleaned record so far was removed
         if self.update == "retrain_cleaned":
-            objective = local_objective(store.X, store.y, self.loss)
-        else:
-            objective = block_objective(loop.blocks, self.loss, excluded=store.positions, extra=(store.X, store.y))
+            return fit_local(store.X, store.y, self.loss, theta)
+        objective = block_objective(loop.blocks, self.loss, excluded=store.positions, extra=(store.X, store.y))
         return fit_lbfgs(objective, theta, tol=1e-5)
 
     def _learn(self, loop):
@@ -824,13 +832,9 @@ class ActiveClean:
                 CleanedBatch(rows.filter(pa.array(~np.isnan(y_rows))).to_pandas(), removed),
             )
         index = {k: i for i, k in enumerate(rows.column(self.key).to_pylist())}
-        X = np.zeros((batch.num_rows, featurizer.n_features))
-        y = np.full(batch.num_rows, np.nan)
-        for i, k in enumerate(batch.column(self.key).to_pylist()):
-            if k in index:
-                X[i] = X_rows[index[k]]
-                y[i] = y_rows[index[k]]
-        return X, y
+        order = np.array([index.get(k, -1) for k in batch.column(self.key).to_pylist()], dtype=np.int64)
+        y = np.where(order >= 0, y_rows[np.maximum(order, 0)] if y_rows.size else np.nan, np.nan)
+        return take_or_zero(X_rows, order), y
 
     def _should_stop(self, record) -> bool:
         # With a learned detector, certified records can still be audited
@@ -872,20 +876,32 @@ class ActiveClean:
 BLOCK_BYTES = 1 << 30
 
 
-def _feature_count(features) -> int:
-    """Return the features of a featurizer, or at most that many for a spec that is not fitted yet."""
+# Words assumed per text value when estimating the size of a sparse block.
+TEXT_WORDS = 64
+
+
+def _feature_bytes(features) -> int:
+    """Estimate the bytes of one record's features, for a featurizer or a spec that is not fitted yet.
+
+    Dense: 8 per feature (a spec counts its largest vocabularies).  Sparse:
+    12 per non-zero entry (value and column index) and 8 for the row's offset.
+    """
+    sparse = features.is_sparse if isinstance(features, FeatureSpec) else features.sparse
+    if sparse:
+        entries = 2 * len(features.numeric) + len(features.categorical) + len(features.hashed)
+        return 12 * (entries + TEXT_WORDS * len(features.text)) + 8
     if isinstance(features, Featurizer):
-        return features.n_features
-    return (2 * len(features.numeric) + len(features.categorical) * (features.max_categories + 2)
-            + len(features.hashed) * (features.hash_buckets + 1))
+        return 8 * features.n_features
+    return 8 * (2 * len(features.numeric) + len(features.categorical) * (features.max_categories + 2)
+                + len(features.hashed) * (features.hash_buckets + 1) + len(features.text) * (features.text_buckets + 1))
 
 
-def _row_bytes(schema, n_features: int) -> int:
-    """Estimate the bytes of one record in a block: features and numbers 8 bytes each, other values 32."""
+def _row_bytes(schema, features, copies: int = 1) -> int:
+    """Estimate the bytes of one record in a block: its values (numbers 8 bytes, others 32) and ``copies`` feature rows."""
     from pyspark.sql.types import BooleanType, NumericType
 
     raw = sum(8 if isinstance(f.dataType, (NumericType, BooleanType)) else 32 for f in schema.fields)
-    return raw + 8 * n_features
+    return raw + copies * _feature_bytes(features)
 
 
 class _Clock:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .losses import LinearModelLoss, Loss
+from .matrices import column_sums
 
 __all__ = ["ChangeEstimator"]
 
@@ -45,7 +46,7 @@ class ChangeEstimator:
         labelled = not_removed & ~np.isnan(y_dirty)
         for error_class in np.unique(classes[not_removed]):
             rows = not_removed & (classes == error_class)
-            change = (X_clean[rows] - X_dirty[rows]).sum(axis=0)
+            change = column_sums(X_clean[rows] - X_dirty[rows])
             self._feature_sums[error_class] = self._feature_sums.get(error_class, 0.0) + change
             self._feature_counts[error_class] = self._feature_counts.get(error_class, 0) + int(rows.sum())
             rows = labelled & (classes == error_class)

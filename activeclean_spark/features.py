@@ -20,15 +20,25 @@ Rules, applied the same way at fit time and at transform time:
   columns by a stable hash of its text (BLAKE2b).  A value that first
   appears after cleaning still gets its own column in the frozen feature
   space, unless its hash collides with another value's.  A null goes to ``<column>#__missing__``.
+* Text columns are lower-cased and split into words (runs of letters,
+  digits and underscores); each word adds 1 to one of ``text_buckets``
+  columns chosen by the same hash, so a feature counts the words of its
+  bucket (the hashing trick of Spark's HashingTF).  A null goes to
+  ``<column>~__missing__``.
 * Classification labels map to {0, 1}: the ``positive`` value is 1, the
   other class 0; when more than one other value occurs in the dirty data,
   every non-null value but ``positive`` is 0 (one-vs-rest).  Regression labels are parsed as numbers.  A label that is
   missing or not one of the classes makes the record unusable for training
   (``y`` is NaN) until a cleaner fixes it.
+
+With many hashed, text or one-hot features, ``X`` is a scipy CSR array
+(see ``FeatureSpec.sparse``), whose memory grows with the non-zero entries
+instead of with the number of features.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -36,11 +46,20 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from scipy import sparse as sparse_arrays
 
 __all__ = ["FeatureSpec", "Featurizer", "FunctionFeaturizer", "value_text"]
 
 # A number as Spark and most CSV writers print it, with optional exponent.
 _NUMBER_PATTERN = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
+
+# What separates the words of a text column: anything but letters, digits and underscores.
+_WORD_SEPARATOR = r"[^\p{L}\p{N}_]+"
+
+# With sparse="auto", the features are a CSR array once the hashed, text and
+# one-hot columns can give more than this many features.  Such columns put
+# one or a few non-zero entries in a row, so a dense row would be mostly zeros.
+SPARSE_FEATURES = 4096
 
 
 def value_text(value) -> str | None:
@@ -110,11 +129,19 @@ class FeatureSpec:
         vocabulary; use it where cleaning brings values the dirty data lacks.
     hash_buckets : int, default=1024
         Indicator columns per hashed column.
+    text : list of str, default=[]
+        Free-text columns, encoded as hashed word counts.
+    text_buckets : int, default=262144
+        Hash buckets (features) per text column, 2^18 as in Spark's HashingTF.
     missing_indicators : {"auto", True, False}, default="auto"
         Which numeric columns get a ``__missing`` indicator feature: those
         with a missing value in the dirty data (``"auto"``), all, or none.
         A missing value that cleaning leaves in a column without an
         indicator is still featurized as 0.
+    sparse : {"auto", True, False}, default="auto"
+        Return the features as a scipy CSR array instead of a dense numpy
+        array.  ``"auto"`` chooses sparse when the categorical, hashed and
+        text columns can give more than ``SPARSE_FEATURES`` (4096) features.
     """
 
     label: str
@@ -126,30 +153,48 @@ class FeatureSpec:
     hashed: list[str] = field(default_factory=list)
     hash_buckets: int = 1024
     missing_indicators: object = "auto"
+    text: list[str] = field(default_factory=list)
+    text_buckets: int = 1 << 18
+    sparse: object = "auto"
 
     def __post_init__(self):
         if self.task not in ("classification", "regression"):
             raise ValueError(f"task must be 'classification' or 'regression', got {self.task!r}")
         if not isinstance(self.label, str) or not self.label:
             raise ValueError(f"label must name a column, got {self.label!r}")
-        if not self.numeric and not self.categorical and not self.hashed:
-            raise ValueError("name at least one feature column in numeric, categorical or hashed")
-        listed = [*self.numeric, *self.categorical, *self.hashed]
+        if not self.numeric and not self.categorical and not self.hashed and not self.text:
+            raise ValueError("name at least one feature column in numeric, categorical, hashed or text")
+        listed = [*self.numeric, *self.categorical, *self.hashed, *self.text]
         repeated = sorted({c for c in listed if listed.count(c) > 1})
         if repeated:
-            raise ValueError(f"columns {repeated} are listed more than once among numeric, categorical and hashed")
+            raise ValueError(
+                f"columns {repeated} are listed more than once among numeric, categorical, hashed and text"
+            )
         if self.label in listed:
             raise ValueError(f"label column {self.label!r} is also listed as a feature")
         if not isinstance(self.max_categories, int) or self.max_categories < 1:
             raise ValueError(f"max_categories must be a positive integer, got {self.max_categories!r}")
         if not isinstance(self.hash_buckets, int) or self.hash_buckets < 1:
             raise ValueError(f"hash_buckets must be a positive integer, got {self.hash_buckets!r}")
-        if not (isinstance(self.missing_indicators, bool) or self.missing_indicators == "auto"):
-            raise ValueError(f"missing_indicators must be 'auto', true or false, got {self.missing_indicators!r}")
+        if isinstance(self.text_buckets, bool) or not isinstance(self.text_buckets, int) or self.text_buckets < 1:
+            raise ValueError(f"text_buckets must be a positive integer, got {self.text_buckets!r}")
+        for option in ("missing_indicators", "sparse"):
+            value = getattr(self, option)
+            if not (isinstance(value, bool) or value == "auto"):
+                raise ValueError(f"{option} must be 'auto', true or false, got {value!r}")
+
+    @property
+    def is_sparse(self) -> bool:
+        """Whether the fitted featurizer returns a CSR array (``sparse`` with "auto" resolved)."""
+        if self.sparse != "auto":
+            return self.sparse
+        one_hot = (len(self.categorical) * (self.max_categories + 2) + len(self.hashed) * (self.hash_buckets + 1)
+                   + len(self.text) * (self.text_buckets + 1))
+        return one_hot > SPARSE_FEATURES
 
     @property
     def columns(self) -> list[str]:
-        return [*self.numeric, *self.categorical, *self.hashed, self.label]
+        return [*self.numeric, *self.categorical, *self.hashed, *self.text, self.label]
 
     def partial_statistics(self, table: pa.Table) -> dict:
         """Compute mergeable statistics of one partition's Arrow table."""
@@ -186,7 +231,9 @@ class FeatureSpec:
         if self.task == "classification":
             label["classes"] = self._label_classes(_merge_counts(p["label"] for p in partials))
         hashed = [{"name": name, "buckets": self.hash_buckets} for name in self.hashed]
-        return Featurizer(numeric=numeric, categorical=categorical, label=label, hashed=hashed)
+        text = [{"name": name, "buckets": self.text_buckets} for name in self.text]
+        return Featurizer(numeric=numeric, categorical=categorical, label=label, hashed=hashed, text=text,
+                          sparse=self.is_sparse)
 
     def _label_classes(self, counts: dict) -> list[str]:
         seen = sorted(counts)
@@ -232,6 +279,51 @@ def _hash_buckets(text: pa.Array, buckets: int) -> np.ndarray:
     return table[indices]
 
 
+def _words(text: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """Split every value into lower-case words; return each word's row and the words."""
+    lists = pc.split_pattern_regex(pc.utf8_lower(text), _WORD_SEPARATOR)
+    words = pc.list_flatten(lists)
+    rows = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
+    nonempty = pc.not_equal(words, "")
+    return rows[nonempty.to_numpy(zero_copy_only=False)], words.filter(nonempty)
+
+
+class _Entries:
+    """Feature entries of a table, collected into a dense array or a CSR array."""
+
+    def __init__(self, n: int, width: int, sparse: bool):
+        self.n, self.width, self.sparse = n, width, sparse
+        self.parts: list = []
+        self.dense = None if sparse else np.zeros((n, width))
+
+    def column(self, j: int, values: np.ndarray) -> None:
+        """Set feature j of every row."""
+        if self.sparse:
+            rows = np.flatnonzero(values)
+            self.parts.append((rows, np.full(rows.size, j), values[rows]))
+        else:
+            self.dense[:, j] = values
+
+    def ones(self, rows: np.ndarray, columns: np.ndarray, *, counts: bool = False) -> None:
+        """Set 1 at each (row, column); with ``counts``, a pair that repeats adds up."""
+        if self.sparse:
+            self.parts.append((rows, columns, np.ones(rows.size)))
+        elif counts:
+            np.add.at(self.dense, (rows, columns), 1.0)
+        else:
+            self.dense[rows, columns] = 1.0
+
+    def matrix(self):
+        if not self.sparse:
+            return self.dense
+        rows, columns, values = (np.concatenate(p) for p in zip(*self.parts)) if self.parts else ([], [], [])
+        # 32-bit indices while they fit halve the memory of the indices.
+        index = np.int32 if max(self.n, self.width, len(values)) < 2**31 else np.int64
+        coords = (np.asarray(rows, dtype=index), np.asarray(columns, dtype=index))
+        # The COO to CSR conversion sorts the entries and sums repeated ones.
+        return sparse_arrays.coo_array((np.asarray(values, dtype=np.float64), coords), shape=(self.n, self.width)).tocsr()
+
+
 def _matches(text: pa.Array, value: str) -> np.ndarray:
     return pc.fill_null(pc.equal(text, value), False).to_numpy(zero_copy_only=False)
 
@@ -252,15 +344,19 @@ def _merge_counts(parts) -> dict:
 class Featurizer:
     """Frozen map from Arrow tables to a feature matrix and label vector."""
 
-    def __init__(self, numeric: list[dict], categorical: list[dict], label: dict, hashed: list[dict] | None = None):
+    def __init__(self, numeric: list[dict], categorical: list[dict], label: dict, hashed: list[dict] | None = None,
+                 text: list[dict] | None = None, sparse: bool = False):
         self.numeric = numeric
         self.categorical = categorical
         self.hashed = hashed or []
+        self.text = text or []
         self.label = label
-        self.feature_names = self._feature_names()
+        self.sparse = bool(sparse)
         self._lookups = {c["name"]: pa.array(c["vocabulary"], pa.string()) for c in categorical}
 
-    def _feature_names(self) -> list[str]:
+    @functools.cached_property
+    def feature_names(self) -> list[str]:
+        """One name per feature; built on first use, since text columns give 2^18 names each."""
         names = []
         for column in self.numeric:
             names.append(column["name"])
@@ -272,29 +368,40 @@ class Featurizer:
         for column in self.hashed:
             names += [f"{column['name']}#{j}" for j in range(column["buckets"])]
             names.append(column["name"] + "#__missing__")
+        for column in self.text:
+            names += [f"{column['name']}~{j}" for j in range(column["buckets"])]
+            names.append(column["name"] + "~__missing__")
         return names
 
     @property
     def n_features(self) -> int:
-        return len(self.feature_names)
+        return (sum(1 + c.get("indicator", True) for c in self.numeric)
+                + sum(len(c["vocabulary"]) + 2 for c in self.categorical)
+                + sum(c["buckets"] + 1 for c in (*self.hashed, *self.text)))
 
     @property
     def columns(self) -> list[str]:
-        features = [c["name"] for c in (*self.numeric, *self.categorical, *self.hashed)]
+        features = [c["name"] for c in (*self.numeric, *self.categorical, *self.hashed, *self.text)]
         return features + [self.label["name"]]
 
-    def transform(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(X, y)`` for an Arrow table: ``X`` is float64 ``(n, d)``, ``y`` float64 with NaN where unusable."""
+    def transform(self, table: pa.Table):
+        """Return ``(X, y)`` for an Arrow table.
+
+        ``X`` has shape ``(n, d)``: a float64 numpy array, or a scipy CSR
+        array when the featurizer is sparse.  ``y`` is float64 with NaN where
+        the label is unusable.
+        """
         n = table.num_rows
-        X = np.zeros((n, self.n_features))
+        every_row = np.arange(n)
+        entries = _Entries(n, self.n_features, self.sparse)
         offset = 0
         for column in self.numeric:
             values = _checked_numeric(table, column["name"])
             missing = np.isnan(values)
-            X[:, offset] = np.where(missing, 0.0, (values - column["mean"]) / column["std"])
+            entries.column(offset, np.where(missing, 0.0, (values - column["mean"]) / column["std"]))
             if column.get("indicator", True):  # models saved before the option have every indicator
                 offset += 1
-                X[:, offset] = missing
+                entries.column(offset, missing.astype(np.float64))
             offset += 1
         for column in self.categorical:
             size = len(column["vocabulary"])
@@ -302,13 +409,21 @@ class Featurizer:
             positions = pc.index_in(text, value_set=self._lookups[column["name"]])
             positions = pc.fill_null(positions, size).to_numpy(zero_copy_only=False)
             positions = np.where(text.is_null().to_numpy(zero_copy_only=False), size + 1, positions)
-            X[np.arange(n), offset + positions] = 1.0
+            entries.ones(every_row, offset + positions)
             offset += size + 2
         for column in self.hashed:
             buckets = column["buckets"]
-            X[np.arange(n), offset + _hash_buckets(_text_values(table.column(column["name"])), buckets)] = 1.0
+            entries.ones(every_row, offset + _hash_buckets(_text_values(table.column(column["name"])), buckets))
             offset += buckets + 1
-        return X, self.labels(table)
+        for column in self.text:
+            buckets = column["buckets"]
+            text = _text_values(table.column(column["name"]))
+            rows, words = _words(text)
+            entries.ones(rows, offset + _hash_buckets(words, buckets), counts=True)
+            missing = np.flatnonzero(text.is_null().to_numpy(zero_copy_only=False))
+            entries.ones(missing, np.full(missing.size, offset + buckets))
+            offset += buckets + 1
+        return entries.matrix(), self.labels(table)
 
     def labels(self, table: pa.Table) -> np.ndarray:
         name = self.label["name"]
@@ -336,7 +451,8 @@ class Featurizer:
         return negative if negative is not None else "not " + positive
 
     def to_dict(self) -> dict:
-        return {"numeric": self.numeric, "categorical": self.categorical, "hashed": self.hashed, "label": self.label}
+        return {"numeric": self.numeric, "categorical": self.categorical, "hashed": self.hashed, "text": self.text,
+                "label": self.label, "sparse": self.sparse}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Featurizer":
@@ -348,7 +464,7 @@ class Featurizer:
                 columns=data["columns"], label=data["label"]["name"], task=data["label"]["task"],
             )
         return cls(numeric=data["numeric"], categorical=data["categorical"], label=data["label"],
-                   hashed=data.get("hashed", []))
+                   hashed=data.get("hashed", []), text=data.get("text", []), sparse=data.get("sparse", False))
 
     def save(self, path: str) -> None:
         with open(path, "w", encoding="utf-8") as handle:
@@ -367,7 +483,8 @@ class FunctionFeaturizer(Featurizer):
     ----------
     function : callable
         ``function(table: pyarrow.Table) -> (X, y)`` with ``X`` of shape
-        ``(n, len(feature_names))`` and ``y`` of shape ``(n,)``; NaN in ``y``
+        ``(n, len(feature_names))`` (a numpy array, or any scipy sparse
+        matrix, kept as CSR) and ``y`` of shape ``(n,)``; NaN in ``y``
         marks a record unusable for training.  It must be vectorized over the
         table, importable by module and name on the executors, and give a
         cleaned record and its dirty original the same feature space.
@@ -393,12 +510,16 @@ class FunctionFeaturizer(Featurizer):
         self.feature_names = list(feature_names)
 
     @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    @property
     def columns(self) -> list[str]:
         return self._columns
 
     def transform(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
         X, y = self.function(table)
-        X = np.asarray(X, dtype=np.float64)
+        X = sparse_arrays.csr_array(X, dtype=np.float64) if sparse_arrays.issparse(X) else np.asarray(X, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
         expected = (table.num_rows, self.n_features)
         if X.shape != expected:

@@ -60,7 +60,8 @@ OPTION_NAMES = {
     "update": "run.update", "detector threshold": "detector.threshold", "detector audit": "detector.audit",
     "detector min_records": "detector.min_records", "rule expression": "detector.rule",
     "num_partitions": "run.partitions", "task": "features.task", "max_categories": "features.max_categories",
-    "hash_buckets": "features.hash_buckets",
+    "hash_buckets": "features.hash_buckets", "text_buckets": "features.text_buckets", "sparse": "features.sparse",
+    "missing_indicators": "features.missing_indicators",
 }
 
 

@@ -1,7 +1,10 @@
 """Convex losses with per-record gradients, vectorized over numpy blocks.
 
 Every loss works on a feature block ``X`` of shape ``(n, d)``, a label vector
-``y`` of shape ``(n,)`` and a parameter vector ``theta``.  The L2 regularizer
+``y`` of shape ``(n,)`` and a parameter vector ``theta``.  ``X`` is a numpy
+array or, with a sparse featurizer, a scipy CSR array; the methods of
+:class:`LinearModelLoss` that return one value per record or one sum per
+parameter never form an ``(n, d)`` dense array from it.  The L2 regularizer
 is folded into each record's loss, as ActiveClean requires::
 
     phi(x, y, theta) = l(x, y, theta) + (reg / 2) * ||w||^2
@@ -23,6 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.special import expit
+
+from .matrices import is_sparse, row_squares, squared
 
 __all__ = [
     "Loss",
@@ -68,6 +73,14 @@ class Loss:
     def loss_and_gradient_sums(self, X, y, theta):
         """Return the sum of the losses and the sum of the gradients over a block."""
         return float(self.losses(X, y, theta).sum()), self.gradients(X, y, theta).sum(axis=0)
+
+    def weighted_sums(self, X, y, theta, weights):
+        """Return the ``weights``-weighted sum of the losses and of the gradients over a block."""
+        return float(weights @ self.losses(X, y, theta)), weights @ self.gradients(X, y, theta)
+
+    def curvature_diagonal_sums(self, X, y, theta) -> np.ndarray:
+        """Return the diagonal of :meth:`curvature_sums`, shape ``(p,)``."""
+        return np.diag(self.curvature_sums(X, y, theta)).copy()
 
     def curvature_sums(self, X, y, theta) -> np.ndarray:
         """Return the sum over a block of a positive semi-definite curvature matrix, shape ``(p, p)``.
@@ -122,7 +135,10 @@ class LinearModelLoss(Loss):
     def gradients(self, X, y, theta):
         c = self.margin_derivatives(self.margins(X, theta), y)
         grads = np.empty((X.shape[0], X.shape[1] + 1))
-        np.multiply(X, c[:, None], out=grads[:, :-1])
+        if is_sparse(X):
+            grads[:, :-1] = X.multiply(c[:, None]).toarray()
+        else:
+            np.multiply(X, c[:, None], out=grads[:, :-1])
         grads[:, :-1] += self.reg * theta[:-1]
         grads[:, -1] = c
         return grads
@@ -130,7 +146,7 @@ class LinearModelLoss(Loss):
     def gradient_norms(self, X, y, theta):
         margins = self.margins(X, theta)
         c = self.margin_derivatives(margins, y)
-        return self.norms_from_margins(margins, c, np.einsum("ij,ij->i", X, X), theta)
+        return self.norms_from_margins(margins, c, row_squares(X), theta)
 
     def norms_from_margins(self, margins, c, row_squares, theta):
         """Return the gradient norms from the margins, their derivatives ``c`` and the rows' squared norms.
@@ -153,7 +169,8 @@ class LinearModelLoss(Loss):
         """Return ``[loss sum, gradient sum]`` of every model over the rows of every mask.
 
         ``thetas`` contains one model per row, shape (k, p).  ``weights``
-        contains one 0/1 mask per column, shape (n, m).  The result has shape
+        contains one 0/1 mask per column, shape (n, m), or any weights of
+        the records, which then weight the sums.  The result has shape
         (m, k, 1 + p).  ``y`` must be finite where a weight is non-zero.  X is read twice in all,
         whatever k and m, and no row subset of it is copied.  ``margins``
         (n, k) and their ``derivatives`` are computed when not given.
@@ -178,27 +195,42 @@ class LinearModelLoss(Loss):
         return sums
 
     def loss_and_gradient_sums(self, X, y, theta):
-        sums = self.masked_sums(X, y, theta[None], np.ones((X.shape[0], 1)))[0, 0]
+        return self.weighted_sums(X, y, theta, np.ones(X.shape[0]))
+
+    def weighted_sums(self, X, y, theta, weights):
+        sums = self.masked_sums(X, y, theta[None], np.asarray(weights, dtype=np.float64)[:, None])[0, 0]
         return float(sums[0]), sums[1:]
 
     def margin_curvatures(self, margins: np.ndarray, y: np.ndarray) -> np.ndarray | None:
         """Return d^2 l / d m^2 for every record, or None where it is zero almost everywhere."""
         return None
 
-    def curvature_sums(self, X, y, theta):
+    def _curvature_weights(self, X, y, theta) -> np.ndarray:
         # The Hessian of the unpenalized loss in [w, b] is sum c_i [x_i, 1][x_i, 1]^T.
         # Piecewise-linear losses (hinge) have c_i = 0 almost everywhere; they
         # use c_i = 1, the second moment of the features, which has the scale
         # of their curvature near the margin.
         curvature = self.margin_curvatures(self.margins(X, theta), y)
-        weights = np.ones(X.shape[0]) if curvature is None else curvature
-        weighted = X * weights[:, None]
+        return np.ones(X.shape[0]) if curvature is None else curvature
+
+    def curvature_sums(self, X, y, theta):
+        weights = self._curvature_weights(X, y, theta)
         p = X.shape[1] + 1
         sums = np.empty((p, p))
-        sums[:-1, :-1] = X.T @ weighted
-        sums[:-1, -1] = sums[-1, :-1] = weighted.sum(axis=0)
+        if is_sparse(X):
+            sums[:-1, :-1] = (X.T @ X.multiply(weights[:, None])).toarray()
+        else:
+            sums[:-1, :-1] = X.T @ (X * weights[:, None])
+        sums[:-1, -1] = sums[-1, :-1] = X.T @ weights
         sums[-1, -1] = weights.sum()
         return sums
+
+    def curvature_diagonal_sums(self, X, y, theta):
+        weights = self._curvature_weights(X, y, theta)
+        diagonal = np.empty(X.shape[1] + 1)
+        diagonal[:-1] = squared(X).T @ weights
+        diagonal[-1] = weights.sum()
+        return diagonal
 
     def margin_label_derivatives(self, margins: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Return d (d l / d m) / d y for every record."""
@@ -224,6 +256,36 @@ class LinearModelLoss(Loss):
         changes[:, :-1] += X * along[:, None]
         changes[:, -1] = along
         return changes
+
+    def estimated_norms(self, X, y, theta, mix, dX_classes, dy_classes, squares=None) -> np.ndarray:
+        """Return the norm of every record's gradient after its expected cleaning change, to first order.
+
+        The change of record i is ``mix[i] @ dX_classes`` in x and
+        ``mix[i] @ dy_classes`` in y (``mix``: class probabilities, shape
+        (n, K); ``dX_classes``: mean changes, shape (K, d)).  The result is
+        the norm of the gradient plus :meth:`gradient_changes`.  With
+        ``e = c + a`` (``a`` the margin change's effect on ``c``), the
+        estimated gradient is ``[e x + c dx + reg w, e]``, and its squared
+        norm expands into products with x that take one ``X @ dX_classes.T``
+        of shape (n, K), so no (n, d) array is formed.  ``squares`` are the
+        rows' squared norms, computed when not given.
+        """
+        w = theta[:-1]
+        margins = self.margins(X, theta)
+        c = self.margin_derivatives(margins, y)
+        curvature = self.margin_curvatures(margins, y)
+        along_w = mix @ (dX_classes @ w)  # dx . w
+        e = self.margin_label_derivatives(margins, y) * (mix @ dy_classes)
+        if curvature is not None:
+            e += curvature * along_w
+        e += c
+        along_x = np.einsum("ik,ik->i", np.asarray(X @ dX_classes.T), mix)  # x . dx
+        change_squares = np.einsum("ik,kl,il->i", mix, dX_classes @ dX_classes.T, mix)  # ||dx||^2
+        squares = row_squares(X) if squares is None else squares
+        total = e * e * (squares + 1.0) + c * c * change_squares + self.reg**2 * float(w @ w)
+        total += 2.0 * e * c * along_x
+        total += 2.0 * self.reg * (e * (margins - theta[-1]) + c * along_w)
+        return np.sqrt(np.maximum(total, 0.0))
 
     def penalty_curvature(self, n_parameters: int) -> np.ndarray:
         """Return the diagonal of the penalty's Hessian: reg for the weights, 0 for the intercept."""

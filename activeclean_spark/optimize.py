@@ -15,7 +15,7 @@ import logging
 import numpy as np
 from scipy.optimize import minimize
 
-__all__ = ["fit_lbfgs", "block_objective", "local_objective"]
+__all__ = ["fit_lbfgs", "fit_local", "block_objective", "local_objective"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,9 +84,33 @@ def local_objective(X, y, loss, weights=None):
         if weights is None:
             total, grad = loss.loss_and_gradient_sums(X, y, theta)
             return total / X.shape[0], grad / X.shape[0]
-        return float(weights @ loss.losses(X, y, theta)), weights @ loss.gradients(X, y, theta)
+        return loss.weighted_sums(X, y, theta, weights)
 
     return evaluate
+
+
+def fit_local(X, y, loss, start: np.ndarray, *, weights=None, tol: float = 1e-5) -> np.ndarray:
+    """Minimize :func:`local_objective` from ``start`` and return the minimizer.
+
+    For a linear-model loss, a feature that is 0 in every record gets only
+    the L2 penalty's gradient, so its weight is 0 at the minimum.  (Without
+    a penalty, any weight is a minimum there, and it keeps its start.)  So
+    L-BFGS runs over the other features only, which gives the same
+    minimizer with thousands of parameters instead of 2^18 for a hashed
+    text column, and left-out weights that are exactly 0.
+    """
+    from .losses import LinearModelLoss
+    from .matrices import is_sparse
+
+    if not isinstance(loss, LinearModelLoss):
+        return fit_lbfgs(local_objective(X, y, loss, weights), start, tol=tol)
+    used = np.unique(X.indices) if is_sparse(X) else np.flatnonzero(np.any(X != 0, axis=0))
+    if used.size == X.shape[1]:
+        return fit_lbfgs(local_objective(X, y, loss, weights), start, tol=tol)
+    parameters = np.append(used, X.shape[1])  # and the intercept
+    theta = np.zeros_like(start) if loss.reg > 0 else start.copy()
+    theta[parameters] = fit_lbfgs(local_objective(X[:, used], y, loss, weights), start[parameters], tol=tol)
+    return theta
 
 
 def fit_lbfgs(objective, theta0: np.ndarray, *, tol: float = 1e-8, max_iter: int = 500) -> np.ndarray:

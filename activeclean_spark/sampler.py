@@ -146,11 +146,10 @@ def _estimated_norms(loss, X, y, theta, changes, probabilities) -> np.ndarray:
     """Norms of g_hat = dirty gradient + the change that cleaning is expected to bring.
 
     The expected change of a record is the mix of the classes' mean changes,
-    weighted by the detector's class probabilities.  The gradient change is
-    linear in it, so one Jacobian-vector product per record suffices.
+    weighted by the detector's class probabilities (one class in all
+    without a detector).  The gradient change is linear in it, and
+    :meth:`LinearModelLoss.estimated_norms` gives the norms in closed form.
     """
-    from .losses import LinearModelLoss
-
     usable = ~np.isnan(y)
     scores = np.zeros(X.shape[0])
     if not usable.any():
@@ -161,14 +160,10 @@ def _estimated_norms(loss, X, y, theta, changes, probabilities) -> np.ndarray:
         return scores
     dX_classes, dy_classes = changes
     if probabilities is None:
-        dX = np.broadcast_to(dX_classes[0], X.shape)
-        dy = np.full(X.shape[0], dy_classes[0])
+        mix, dX_classes, dy_classes = np.ones((X.shape[0], 1)), dX_classes[:1], dy_classes[:1]
     else:
-        probabilities = probabilities[usable]
-        dX = probabilities @ dX_classes
-        dy = probabilities @ dy_classes
-    gradients = loss.gradients(X, y, theta) + loss.gradient_changes(X, y, theta, dX, dy)
-    scores[usable] = np.linalg.norm(gradients, axis=1)
+        mix = probabilities[usable]
+    scores[usable] = loss.estimated_norms(X, y, theta, mix, dX_classes, dy_classes)
     return scores
 
 

@@ -4,26 +4,47 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+from scipy import sparse as sparse_arrays
+
+from .matrices import is_sparse, stack
 
 __all__ = ["CleanedStore"]
+
+
+class _SparseRows:
+    """CSR rows appended batch by batch, stacked into one CSR array on first read after a change."""
+
+    def __init__(self, width: int):
+        self.parts = [sparse_arrays.csr_array((0, width))]
+
+    def append(self, rows) -> None:
+        self.parts.append(sparse_arrays.csr_array(rows))
+
+    def stacked(self):
+        if len(self.parts) > 1:
+            self.parts = [stack(self.parts)]
+        return self.parts[0]
 
 
 class CleanedStore:
     """Records cleaned so far, in the order they were cleaned.
 
     NOTE: the features of R_clean stay in driver memory (8 bytes times twice
-    the budget times the features), which bounds the budget by the driver's heap.
+    the budget times the features, or 12 bytes per non-zero entry when they
+    are sparse), which bounds the budget by the driver's heap.
     """
 
-    def __init__(self, schema: pa.Schema, n_features: int):
+    def __init__(self, schema: pa.Schema, n_features: int, *, sparse: bool = False):
         self.rows = schema.empty_table()
         self.removed: list = []
         # Feature rows live in buffers that double when full, so adding a
         # batch costs O(batch) instead of copying all of R_clean again.
+        # Sparse features are kept as CSR batches instead.
+        features = (lambda: _SparseRows(n_features)) if sparse else (lambda: np.empty((64, n_features)))
         self._arrays = {
-            "X": np.empty((64, n_features)),
+            "X": features(),
             "y": np.empty(64),
-            "X_dirty": np.empty((64, n_features)),
+            "X_dirty": features(),
             "y_dirty": np.empty(64),
             # Per record: the iteration that cleaned it and its Horvitz-Thompson
             # factor draws / (b * p) in that iteration's batch (0 for audits).
@@ -34,9 +55,13 @@ class CleanedStore:
         self.size = 0
         self.positions: dict[int, np.ndarray] = {}
 
+    def _features(self, name: str):
+        buffer = self._arrays[name]
+        return buffer.stacked() if isinstance(buffer, _SparseRows) else buffer[: self.size]
+
     @property
-    def X(self) -> np.ndarray:
-        return self._arrays["X"][: self.size]
+    def X(self):
+        return self._features("X")
 
     @property
     def y(self) -> np.ndarray:
@@ -52,8 +77,8 @@ class CleanedStore:
         return self._arrays["inverse_probability"][: self.size]
 
     @property
-    def X_dirty(self) -> np.ndarray:
-        return self._arrays["X_dirty"][: self.size]
+    def X_dirty(self):
+        return self._features("X_dirty")
 
     @property
     def y_dirty(self) -> np.ndarray:
@@ -68,6 +93,11 @@ class CleanedStore:
                    ("inverse_probability", factors))
         for name, values in columns:
             buffer = self._arrays[name]
+            if isinstance(buffer, _SparseRows):
+                buffer.append(values)
+                continue
+            if is_sparse(values):
+                values = values.toarray()
             if end > buffer.shape[0]:
                 capacity = max(end, 2 * buffer.shape[0])
                 grown = np.empty((capacity, *buffer.shape[1:]))

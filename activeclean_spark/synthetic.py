@@ -11,6 +11,11 @@ mean 0 and variance 1.  Its label is 1 with the logistic probability of a
 fixed linear model of the features.  A share ``rate`` of the records is dirty: their first
 ``corrupted`` features are replaced by a value ten times larger and of the
 opposite sign, and their label is flipped.
+
+With ``words``, each record also has a ``text`` column of that many words
+(``w0``, ``w1``, ...) drawn log-uniformly from a vocabulary, so a few words
+are frequent and most are rare, as in real text.  Every word has a fixed
+weight that adds to the linear model, so the text carries signal.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .cleaners import Cleaner, CleanedBatch
 
@@ -52,12 +58,18 @@ class SyntheticTable:
         Number of leading features a dirty record has corrupted.
     seed : int, default=0
         Seed of every value.
+    words : int, default=0
+        Words in the ``text`` column of every record; 0 leaves the column out.
+    vocabulary : int, default=100000
+        Number of distinct words.
     """
 
     key = "id"
     label = "label"
+    text = "text"
 
-    def __init__(self, rows: int, features: int, *, rate: float = 0.1, corrupted: int = 3, seed: int = 0):
+    def __init__(self, rows: int, features: int, *, rate: float = 0.1, corrupted: int = 3, seed: int = 0,
+                 words: int = 0, vocabulary: int = 100_000):
         if isinstance(rows, bool) or not isinstance(rows, (int, np.integer)) or rows < 1:
             raise ValueError(f"rows must be a positive integer, got {rows!r}")
         if isinstance(features, bool) or not isinstance(features, (int, np.integer)) or features < 1:
@@ -66,6 +78,11 @@ class SyntheticTable:
             raise ValueError(f"rate must be a share in [0, 1], got {rate!r}")
         if not 0 <= corrupted <= features:
             raise ValueError(f"corrupted must be between 0 and features ({features}), got {corrupted!r}")
+        if isinstance(words, bool) or not isinstance(words, (int, np.integer)) or words < 0:
+            raise ValueError(f"words must be an integer >= 0, got {words!r}")
+        if isinstance(vocabulary, bool) or not isinstance(vocabulary, (int, np.integer)) or vocabulary < 1:
+            raise ValueError(f"vocabulary must be a positive integer, got {vocabulary!r}")
+        self.words, self.vocabulary = int(words), int(vocabulary)
         self.rows, self.features, self.rate, self.corrupted, self.seed = int(rows), int(features), rate, corrupted, seed
         weights = np.where(np.arange(self.features) % 2 == 0, 1.0, -1.0) * 2.0 / np.sqrt(self.features)
         self.weights = weights
@@ -76,8 +93,27 @@ class SyntheticTable:
 
     @property
     def schema(self) -> pa.Schema:
-        return pa.schema([(self.key, pa.int64()), *[(name, pa.float64()) for name in self.columns],
+        text = [(self.text, pa.string())] if self.words else []
+        return pa.schema([(self.key, pa.int64()), *[(name, pa.float64()) for name in self.columns], *text,
                           (self.label, pa.int64())])
+
+    def word_indices(self, keys: np.ndarray) -> np.ndarray:
+        """Return the vocabulary index of every word of ``keys``, shape (keys, words)."""
+        keys = np.asarray(keys, dtype=np.int64)
+        # Stream numbers above the features' and the dirty mask's, one per word position.
+        draws = np.stack([_uniform(keys, self.features + 2 + i, self.seed) for i in range(self.words)], axis=1)
+        # Log-uniform: index k has probability about 1 / ((k + 1) log V).
+        return np.minimum(np.floor(np.exp(draws * np.log(self.vocabulary + 1.0))) - 1, self.vocabulary - 1).astype(
+            np.int64).reshape(keys.size, self.words)
+
+    def _text_margins(self, indices: np.ndarray) -> np.ndarray:
+        weights = (2.0 * _uniform(np.arange(self.vocabulary), 0, self.seed + 1) - 1.0) * _SCALE
+        return weights[indices].sum(axis=1) / np.sqrt(self.words)
+
+    def _text_column(self, indices: np.ndarray) -> pa.Array:
+        names = pc.binary_join_element_wise("w", pc.cast(pa.array(indices.ravel()), pa.string()), "")
+        offsets = pa.array(np.arange(0, indices.size + 1, self.words, dtype=np.int32))
+        return pc.binary_join(pa.ListArray.from_arrays(offsets, names), " ")
 
     def clean_values(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return the clean features (rows, features) and labels of ``keys``."""
@@ -85,7 +121,10 @@ class SyntheticTable:
         X = np.empty((keys.size, self.features))
         for j in range(self.features):
             X[:, j] = (2.0 * _uniform(keys, j, self.seed) - 1.0) * _SCALE
-        probability = 1.0 / (1.0 + np.exp(-(X @ self.weights)))
+        margins = X @ self.weights
+        if self.words:
+            margins += self._text_margins(self.word_indices(keys))
+        probability = 1.0 / (1.0 + np.exp(-margins))
         labels = (_uniform(keys, self.features, self.seed) < probability).astype(np.int64)
         return X, labels
 
@@ -106,7 +145,8 @@ class SyntheticTable:
         """Return the records of ``keys`` as an Arrow table."""
         keys = np.asarray(keys, dtype=np.int64)
         X, labels = self.values(keys, clean=clean)
-        arrays = [pa.array(keys), *[pa.array(X[:, j]) for j in range(self.features)], pa.array(labels)]
+        text = [self._text_column(self.word_indices(keys))] if self.words else []
+        arrays = [pa.array(keys), *[pa.array(X[:, j]) for j in range(self.features)], *text, pa.array(labels)]
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
     def dataframe(self, spark, *, clean: bool = False, partitions: int | None = None):
@@ -125,10 +165,11 @@ class SyntheticTable:
         return ids.mapInArrow(batches, from_arrow_schema(self.schema))
 
     def feature_spec(self):
-        """Return the :class:`FeatureSpec` of the table: every feature numeric, a binary label."""
+        """Return the :class:`FeatureSpec` of the table: every feature numeric, the text hashed, a binary label."""
         from .features import FeatureSpec
 
-        return FeatureSpec(numeric=self.columns, label=self.label, task="classification", positive=1)
+        return FeatureSpec(numeric=self.columns, text=[self.text] if self.words else [], label=self.label,
+                           task="classification", positive=1)
 
     def cleaner(self) -> "SyntheticCleaner":
         """Return the oracle cleaner of the table."""

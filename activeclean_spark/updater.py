@@ -43,10 +43,12 @@ class Preconditioner:
 
     Parameters
     ----------
-    curvature : ndarray of shape (p, p)
-        Mean curvature matrix, penalty included.
+    curvature : ndarray of shape (p, p) or (p,)
+        Mean curvature matrix, penalty included, or only its diagonal.
     kind : {"hessian", "diagonal"}, default="hessian"
-        Use the whole matrix (Cholesky solve) or only its diagonal.
+        Use the whole matrix (Cholesky solve) or only its diagonal.  A
+        diagonal curvature, or more than ``DENSE_LIMIT`` parameters, gives
+        the diagonal.
     damping : float, default=1.0
         Ridge added to P, as a multiple of its mean eigenvalue.  The dirty
         curvature can be near zero in directions the clean data fills (a
@@ -60,12 +62,13 @@ class Preconditioner:
         if kind not in ("hessian", "diagonal"):
             raise ValueError(f"preconditioner must be one of {', '.join(PRECONDITIONERS)}, got {kind!r}")
         p = curvature.shape[0]
-        ridge = max(damping, 1e-6) * max(float(np.trace(curvature)) / p, 1e-12)
-        if kind == "hessian" and p > DENSE_LIMIT:
+        diagonal = curvature if curvature.ndim == 1 else np.diag(curvature)
+        ridge = max(damping, 1e-6) * max(float(diagonal.sum()) / p, 1e-12)
+        if curvature.ndim == 1 or p > DENSE_LIMIT:
             kind = "diagonal"
         self.kind = kind
         if kind == "diagonal":
-            self.diagonal = np.diag(curvature) + ridge
+            self.diagonal = diagonal + ridge
         else:
             self.factor = cho_factor(curvature + ridge * np.eye(p))
 
@@ -164,10 +167,10 @@ def batch_gradient(loss, X, y, theta, draws, probabilities, n_dirty, batch_size,
     if batch_size == 0 or not usable.any():
         return grad
     weights = draws[usable] / (n_dirty * probabilities[usable])
-    X, y = X[usable], y[usable]
+    total, gradient = loss.weighted_sums(X[usable], y[usable], theta, weights)
     if value:
-        grad[0] = weights @ loss.losses(X, y, theta)
-    grad[-loss.n_parameters(X.shape[1]):] += weights @ loss.gradients(X, y, theta)
+        grad[0] = total
+    grad[-gradient.size:] += gradient
     return grad / batch_size
 
 

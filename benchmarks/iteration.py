@@ -1,13 +1,16 @@
 """Time an ActiveClean iteration on generated tables and compare it with the alternatives.
 
 Usage:
-    python benchmarks/iteration.py --markdown docs/benchmarks.md   # every case, about half an hour
-    python benchmarks/iteration.py --cases 100000x20 --markdown out.md
+    python benchmarks/iteration.py --markdown docs/benchmarks.md   # every case, about 40 minutes
+    python benchmarks/iteration.py --cases 100000x20 1000000x20w10 --markdown out.md
     python benchmarks/iteration.py part engine --rows N --features D  # one measurement, JSON on stdout
 
 Each case is a :class:`SyntheticTable` of N rows and D numeric features
-(10% dirty), on local[2] with two partitions.  Every measurement runs in
-its own process, so that the peak memory of one does not hide in another's:
+(10% dirty), on local[2] with two partitions.  A case ``NxDwW`` adds a text
+column of W words per record, hashed into 2^18 features, so its blocks are
+sparse; it runs the engine and numpy measurements only.  Every measurement
+runs in its own process, so that the peak memory of one does not hide in
+another's:
 
 * ``engine``: an empty Python job with two tasks (Spark's floor), the
   dirty-model fit on the cached blocks, and ActiveClean's default loop
@@ -50,7 +53,11 @@ WARMUP = 3
 ITERATIONS = 12
 TOLERANCE = 1e-8
 REG = 1e-3
-CASES = ((100_000, 20), (1_000_000, 20), (10_000_000, 20), (1_000_000, 200))
+# (rows, numeric features, words of text per record)
+CASES = ((100_000, 20, 0), (1_000_000, 20, 0), (10_000_000, 20, 0), (1_000_000, 200, 0), (1_000_000, 20, 10),
+         (1_000_000, 20, 40))
+# Measurements of a case with text; the others need dense features.
+TEXT_PARTS = ("engine", "numpy")
 PHASES = ("score", "draw", "collect", "clean", "clean_gradient", "update")
 PARTS = ("engine", "spark_cache", "numpy", "naive", "mllib")
 # The Spark-cache-only engine runs where a pass over pickled blocks stays short.
@@ -196,10 +203,10 @@ def _spark(conf: dict | None = None):
     return spark
 
 
-def _table(rows: int, features: int):
+def _table(rows: int, features: int, words: int = 0):
     from activeclean_spark.synthetic import SyntheticTable
 
-    return SyntheticTable(rows, features, rate=0.1, seed=0)
+    return SyntheticTable(rows, features, rate=0.1, seed=0, words=words)
 
 
 def _engine(table, iterations: int):
@@ -225,20 +232,31 @@ def _standardized(table, keys, featurizer=None):
 # -- the measurements ----------------------------------------------------
 
 
-def engine_part(spark, rows: int, features: int, *, iterations: int = ITERATIONS, warmup: int = WARMUP) -> dict:
+def engine_part(spark, rows: int, features: int, words: int = 0, *, iterations: int = ITERATIONS,
+                warmup: int = WARMUP) -> dict:
     """Floor, dirty-model fit, the phases of each ActiveClean iteration and peak memory."""
     with MemorySampler() as sampler:
-        result = _engine_measurements(spark, rows, features, iterations, warmup)
+        result = _engine_measurements(spark, rows, features, words, iterations, warmup)
     result["memory"] = peak_memory(sampler)
     return result
 
 
-def _engine_measurements(spark, rows: int, features: int, iterations: int, warmup: int) -> dict:
+def _feature_storage(block) -> dict:
+    """Bytes and non-zero entries of a block's feature matrix."""
+    from activeclean_spark.matrices import is_sparse
+
+    X = block.X
+    if is_sparse(X):
+        return {"bytes": X.data.nbytes + X.indices.nbytes + X.indptr.nbytes, "entries": int(X.nnz)}
+    return {"bytes": X.nbytes, "entries": int(np.count_nonzero(X))}
+
+
+def _engine_measurements(spark, rows: int, features: int, words: int, iterations: int, warmup: int) -> dict:
     from activeclean_spark.optimize import block_objective, fit_lbfgs
 
     sc = spark.sparkContext
     floor = _timed(lambda: sc.parallelize(range(PARTITIONS), PARTITIONS).map(lambda x: x).collect(), 15)
-    table = _table(rows, features)
+    table = _table(rows, features, words)
     # Repeated draws of one record make a batch add fewer than BATCH records,
     # so the budget leaves room for two more iterations than are measured.
     engine = _engine(table, warmup + iterations + 2)
@@ -246,6 +264,7 @@ def _engine_measurements(spark, rows: int, features: int, iterations: int, warmu
     prepared = engine.prepare(table.dataframe(spark, partitions=PARTITIONS))
     prepare_seconds = time.perf_counter() - started
     try:
+        storage = prepared.blocks.map_collect(_feature_storage)
         evaluations = []
         objective = block_objective(prepared.blocks, engine.loss)
 
@@ -254,7 +273,7 @@ def _engine_measurements(spark, rows: int, features: int, iterations: int, warmu
             return objective(theta)
 
         started = time.perf_counter()
-        theta = fit_lbfgs(counted, np.zeros(features + 1), tol=TOLERANCE)
+        theta = fit_lbfgs(counted, np.zeros(prepared.featurizer.n_features + 1), tol=TOLERANCE)
         fit_seconds = time.perf_counter() - started
         result = engine.run(prepared)
         missed = prepared.blocks.missed
@@ -264,26 +283,33 @@ def _engine_measurements(spark, rows: int, features: int, iterations: int, warmu
     phases = {phase: _median_spread([r["timings"].get(phase, 0.0) for r in measured]) for phase in PHASES}
     total = _median_spread([sum(r["timings"].values()) for r in measured])
     return {
-        "rows": rows, "features": features, "floor": floor, "prepare_seconds": prepare_seconds,
-        "fit": {"seconds": fit_seconds, "evaluations": len(evaluations), "theta": theta.tolist()},
-        "featurizer": prepared.featurizer.to_dict(),
+        "rows": rows, "features": features, "words": words, "floor": floor, "prepare_seconds": prepare_seconds,
+        "fit": {"seconds": fit_seconds, "evaluations": len(evaluations),
+                "theta": theta.tolist() if theta.size <= 10_000 else None},
+        "featurizer": prepared.featurizer.to_dict(), "parameters": int(theta.size),
+        "feature_bytes": sum(s["bytes"] for s in storage), "feature_entries": sum(s["entries"] for s in storage),
         "phases": phases, "iteration": total, "iterations": len(measured), "block_file_misses": missed,
         "versions": _versions(spark),
     }
 
 
-def numpy_part(rows: int, features: int, *, repeat: int = ITERATIONS) -> dict:
+def numpy_part(rows: int, features: int, words: int = 0, *, repeat: int = ITERATIONS) -> dict:
     """Time the scoring pass's arithmetic on one block of all rows, in this process alone."""
     from activeclean_spark.blocks import Block
     from activeclean_spark.losses import LogisticLoss
     from activeclean_spark.sampler import ScoringPlan, score_and_draw
 
-    table = _table(rows, features)
+    table = _table(rows, features, words)
     keys = np.arange(rows, dtype=np.int64)
-    X, y = _standardized(table, keys)
-    block = Block(partition=0, keys=keys, X=X, y=y, raw=table.arrow(keys))
+    raw = table.arrow(keys)
+    if words:
+        spec = table.feature_spec()
+        X, y = spec.fit_from_statistics([spec.partial_statistics(raw)]).transform(raw)
+    else:
+        X, y = _standardized(table, keys)
+    block = Block(partition=0, keys=keys, X=X, y=y, raw=raw)
     loss = LogisticLoss(reg=REG)
-    theta = np.full(features + 1, 0.1)
+    theta = np.full(X.shape[1] + 1, 0.1)
     plan = ScoringPlan(candidates=(theta * 1.01,))
     excluded = np.arange(0, rows, max(rows // 500, 1))
     step = iter(range(10**9))
@@ -369,14 +395,14 @@ def _versions(spark) -> dict:
 # -- orchestration -------------------------------------------------------
 
 
-def run_part(part: str, rows: int, features: int, featurizer: dict | None = None) -> dict:
+def run_part(part: str, rows: int, features: int, featurizer: dict | None = None, words: int = 0) -> dict:
     """Run one measurement in this process and return its JSON-ready result."""
     if part == "numpy":
-        return numpy_part(rows, features)
+        return numpy_part(rows, features, words)
     spark = _spark({SHARED_BLOCKS_CONF: "false"} if part == "spark_cache" else None)
     try:
         if part in ("engine", "spark_cache"):
-            return engine_part(spark, rows, features)
+            return engine_part(spark, rows, features, words)
         if part == "naive":
             return naive_part(spark, rows, features, repeat=1 if rows > 1_000_000 else 3)
         return mllib_part(spark, rows, features, featurizer)
@@ -384,12 +410,13 @@ def run_part(part: str, rows: int, features: int, featurizer: dict | None = None
         spark.stop()
 
 
-def _subprocess(part: str, rows: int, features: int, featurizer: dict | None = None) -> dict:
-    command = [sys.executable, __file__, "part", part, "--rows", str(rows), "--features", str(features)]
+def _subprocess(part: str, rows: int, features: int, featurizer: dict | None = None, words: int = 0) -> dict:
+    command = [sys.executable, __file__, "part", part, "--rows", str(rows), "--features", str(features),
+               "--words", str(words)]
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(featurizer, handle)
     command += ["--featurizer", handle.name]
-    print(f"measuring {part} at {rows} x {features}", file=sys.stderr, flush=True)
+    print(f"measuring {part} at {rows} x {features}, {words} words", file=sys.stderr, flush=True)
     try:
         finished = subprocess.run(command, check=True, capture_output=True, text=True)
     except subprocess.CalledProcessError as error:
@@ -399,15 +426,15 @@ def _subprocess(part: str, rows: int, features: int, featurizer: dict | None = N
     return json.loads(finished.stdout.strip().splitlines()[-1])
 
 
-def measure_case(rows: int, features: int, *, parts=PARTS, runner=_subprocess) -> dict:
-    """Return every measurement of one case; ``runner(part, rows, features, featurizer)`` runs each."""
-    engine = runner("engine", rows, features, None)
+def measure_case(rows: int, features: int, words: int = 0, *, parts=PARTS, runner=_subprocess) -> dict:
+    """Return every measurement of one case; ``runner(part, rows, features, featurizer, words)`` runs each."""
+    engine = runner("engine", rows, features, None, words)
     case = {"engine": engine}
     for part in parts:
-        if part == "spark_cache" and rows * features > SPARK_CACHE_MAX_VALUES:
+        if part == "spark_cache" and rows * features > SPARK_CACHE_MAX_VALUES or words and part not in TEXT_PARTS:
             continue
         if part != "engine":
-            case[part] = runner(part, rows, features, engine["featurizer"])
+            case[part] = runner(part, rows, features, engine["featurizer"], words)
     return case
 
 
@@ -422,9 +449,14 @@ def _cell(stats: dict) -> str:
     return f"{_ms(stats['median'])} ({_ms(stats['q1'])}-{_ms(stats['q3'])})"
 
 
+def _size_name(rows: int, features: int, words: int = 0) -> str:
+    name = f"{rows:.0e} x {features}".replace("e+0", "e")
+    return f"{name} + text ({words} words, 2^18)" if words else name
+
+
 def _name(case: dict) -> str:
     engine = case["engine"]
-    return f"{engine['rows']:.0e} x {engine['features']}".replace("e+0", "e")
+    return _size_name(engine["rows"], engine["features"], engine.get("words", 0))
 
 
 def _relative_difference(theta, other) -> float:
@@ -453,9 +485,9 @@ def derived(case: dict) -> dict:
 
 def targets(cases: list[dict]) -> list[tuple[str, str, str, bool]]:
     """Return ``(target, limit, measured, met)`` for each target a run of these cases can check."""
-    by_size = {(c["engine"]["rows"], c["engine"]["features"]): derived(c) for c in cases}
+    by_size = {(c["engine"]["rows"], c["engine"]["features"], c["engine"].get("words", 0)): derived(c) for c in cases}
     rows = []
-    million, ten_million = by_size.get((1_000_000, 20)), by_size.get((10_000_000, 20))
+    million, ten_million = by_size.get((1_000_000, 20, 0)), by_size.get((10_000_000, 20, 0))
     if million:
         rows.append(("iteration at 1e6 x 20", "<= 250 ms", f"{million['iteration'] * 1000:.0f} ms",
                      million["iteration"] <= 0.25))
@@ -470,8 +502,11 @@ def targets(cases: list[dict]) -> list[tuple[str, str, str, bool]]:
     if million and ten_million:
         growth = ten_million["iteration"] / million["iteration"]
         rows.append(("1e7 / 1e6 iteration", "<= 10", f"{growth:.2f}", growth <= 10.0))
-    for (n, d), values in by_size.items():
-        name = f"{n:.0e} x {d}".replace("e+0", "e")
+    for (n, d, words), values in by_size.items():
+        name = _size_name(n, d, words)
+        if words and n == 1_000_000:
+            rows.append((f"iteration at {name}", "<= 1000 ms", f"{values['iteration'] * 1000:.0f} ms",
+                         values["iteration"] <= 1.0))
         if "naive_ratio" in values:
             rows.append((f"naive / iteration at {name}", ">= 20", f"{values['naive_ratio']:.0f}",
                          values["naive_ratio"] >= 20.0))
@@ -535,13 +570,17 @@ def markdown(cases: list[dict], command: str) -> str:
         "",
         "## Dirty-model training (s)",
         "",
-        "| case | ActiveClean L-BFGS | evaluations | MLlib LogisticRegression | MLlib iterations |",
-        "|---|---|---|---|---|",
+        "The engine's `prepare` generates the table, caches and featurizes it and fits the dirty model; the "
+        "L-BFGS column times a second fit of the same model on the cached blocks.",
+        "",
+        "| case | prepare | ActiveClean L-BFGS | evaluations | MLlib LogisticRegression | MLlib iterations |",
+        "|---|---|---|---|---|---|",
     ]
     for case in cases:
         engine, mllib = case["engine"], case.get("mllib")
         mllib_cells = f"{mllib['seconds']:.2f} | {mllib['iterations']}" if mllib else "not measured | -"
-        lines.append(f"| {_name(case)} | {engine['fit']['seconds']:.2f} | {engine['fit']['evaluations']} | {mllib_cells} |")
+        lines.append(f"| {_name(case)} | {engine['prepare_seconds']:.1f} | {engine['fit']['seconds']:.2f} | "
+                     f"{engine['fit']['evaluations']} | {mllib_cells} |")
     lines += [
         "",
         "## Peak memory (MiB)",
@@ -551,26 +590,33 @@ def markdown(cases: list[dict], command: str) -> str:
         "JVM, the block files in the Python workers).  Those pages sit in the page cache and are shared by all "
         "the workers of an executor.",
         "",
-        "| case | driver Python | JVM (driver and executor) | largest Python worker | all Python workers | "
-        "numpy process |",
-        "|---|---|---|---|---|---|",
+        "| case | parameters | feature matrix in the blocks (non-zero entries) | driver Python | "
+        "JVM (driver and executor) | largest Python worker | all Python workers | numpy process |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for case in cases:
-        memory = case["engine"]["memory"]
+        engine = case["engine"]
+        memory = engine["memory"]
         numpy_memory = f"{case['numpy']['memory']:.0f}" if "numpy" in case else "not measured"
-        lines.append(f"| {_name(case)} | {memory['driver_python']:.0f} ({memory['driver_python_rss']:.0f}) | "
+        storage = (f"{engine['feature_bytes'] / 2**20:.0f} ({engine['feature_entries']:.2e})"
+                   if "feature_bytes" in engine else "not measured")
+        lines.append(f"| {_name(case)} | {engine.get('parameters', engine['features'] + 1)} | {storage} | "
+                     f"{memory['driver_python']:.0f} ({memory['driver_python_rss']:.0f}) | "
                      f"{memory['jvm']:.0f} ({memory['jvm_rss']:.0f}) | {memory['python_workers_max']:.0f} "
                      f"({memory['python_workers_max_rss']:.0f}) | {memory['python_workers_sum']:.0f} "
                      f"({memory['python_workers']} processes) | {numpy_memory} |")
     return "\n".join(lines) + "\n"
 
 
-def _parse_case(text: str) -> tuple[int, int]:
+def _parse_case(text: str) -> tuple[int, int, int]:
     try:
-        rows, features = (int(float(part)) for part in text.lower().split("x"))
+        size, _, words = text.lower().partition("w")
+        rows, features = (int(float(part)) for part in size.split("x"))
+        return rows, features, int(words or 0)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"a case is ROWSxFEATURES, for example 1000000x20, got {text!r}") from None
-    return rows, features
+        raise argparse.ArgumentTypeError(
+            f"a case is ROWSxFEATURES or ROWSxFEATURESwWORDS, for example 1000000x20 or 1000000x20w10, got {text!r}"
+        ) from None
 
 
 def main(argv=None) -> None:
@@ -580,8 +626,9 @@ def main(argv=None) -> None:
     part.add_argument("part", choices=PARTS)
     part.add_argument("--rows", type=int, required=True)
     part.add_argument("--features", type=int, required=True)
+    part.add_argument("--words", type=int, default=0)
     part.add_argument("--featurizer", help="JSON file with the engine's featurizer (mllib)")
-    parser.add_argument("--cases", nargs="+", type=_parse_case, default=list(CASES), metavar="ROWSxFEATURES")
+    parser.add_argument("--cases", nargs="+", type=_parse_case, default=list(CASES), metavar="ROWSxFEATURES[wWORDS]")
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--markdown", help="write the report here (default: standard output)")
     parser.add_argument("--json", help="also write the raw measurements here")
@@ -589,9 +636,9 @@ def main(argv=None) -> None:
 
     if args.command == "part":
         featurizer = json.loads(Path(args.featurizer).read_text()) if args.featurizer else None
-        print(json.dumps(run_part(args.part, args.rows, args.features, featurizer)))
+        print(json.dumps(run_part(args.part, args.rows, args.features, featurizer, args.words)))
         return
-    cases = [measure_case(rows, features, parts=args.parts) for rows, features in args.cases]
+    cases = [measure_case(rows, features, words, parts=args.parts) for rows, features, words in args.cases]
     command = "python benchmarks/iteration.py " + " ".join(sys.argv[1:])
     report = markdown(cases, command.strip())
     if args.json:

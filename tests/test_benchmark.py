@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "iteration.py"
+PARTITIONS = 2
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,14 @@ def test_every_measurement_runs_and_reports(spark, bench):
     memory = engine["memory"]
     assert memory["driver_python"] > 0
     assert memory["jvm"] > 0
-    report = bench.markdown([case], "smoke run")
+    text = {"engine": bench.engine_part(spark, 2000, 3, 5, iterations=2, warmup=1),
+            "numpy": bench.numpy_part(2000, 3, 5, repeat=2)}
+    assert text["engine"]["parameters"] > 1 << 18
+    # Three numeric values and at most five words per record, 12 bytes each and a row offset.
+    assert text["engine"]["feature_entries"] <= 8 * 2000
+    assert text["engine"]["feature_bytes"] <= 12 * 8 * 2000 + 4 * (2000 + PARTITIONS)
+    report = bench.markdown([case, text], "smoke run")
     assert "| 3e3 x 4 |" in report
-    # Only the Spark-cache-only engine was left out.
-    assert report.count("not measured") == 1
+    assert "| 2e3 x 3 + text (5 words, 2^18) |" in report
+    # Left out: the Spark-cache-only engine of the first case; Spark cache, naive and MLlib of the text case.
+    assert report.count("not measured") == 6

@@ -206,7 +206,7 @@ def test_partition_count_keeps_blocks_small(spark, monkeypatch):
     parallelism = spark.sparkContext.defaultParallelism
     assert engine._partition_count(df, df, engine.features, False) == parallelism
     # With room for 50 records per block, 200 records need 4 partitions, more than the cores.
-    per_row = engine_module._row_bytes(df.schema, engine_module._feature_count(engine.features))
+    per_row = engine_module._row_bytes(df.schema, engine.features)
     monkeypatch.setattr(engine_module, "BLOCK_BYTES", 50 * per_row)
     assert engine._partition_count(df, df, engine.features, False) == max(parallelism, 4)
     assert engine.clone(num_partitions=3)._partition_count(df, df, engine.features, False) == 3

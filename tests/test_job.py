@@ -223,6 +223,8 @@ def test_cleaner_returning_bad_label_stops(spark, tmp_path, capsys):
         ("run.update=\"refit\"", "run.update must be one of sgd, sgd_refit, retrain_cleaned, retrain_all"),
         ("detector.threshold=2", "detector.threshold must be a number in \\[0.5, 1\\)"),
         ("detector.rule=\"x9 > 1\"", "detector.rule 'x9 > 1' is not valid Spark SQL"),
+        ("features.sparse=\"yes\"", "features.sparse must be 'auto', true or false, got 'yes'"),
+        ("features.text_buckets=0", "features.text_buckets must be a positive integer, got 0"),
     ],
 )
 def test_invalid_configuration_is_reported(spark, tmp_path, capsys, override, message):
@@ -231,6 +233,18 @@ def test_invalid_configuration_is_reported(spark, tmp_path, capsys, override, me
     status = main(["run", config, "--quiet", "--set", override])
     assert status != 0
     assert re.search(message, capsys.readouterr().err)
+
+
+def test_text_column_from_config(spark, tmp_path):
+    dirty, clean = make_tables(n=120, seed=8)
+    config = _write_config(tmp_path, dirty, clean)
+    text = ["--set", "features.categorical=[]", "--set", 'features.text=["color"]', "--set", "features.text_buckets=64",
+            "--set", "features.sparse=true"]
+    assert main(["run", config, "--quiet", *text]) == 0
+    model = ActiveCleanModel.load(str(tmp_path / "out"))
+    assert model.featurizer.sparse
+    assert model.featurizer.text == [{"name": "color", "buckets": 64}]
+    assert len(model.coefficients) == 4 + 65
 
 
 def test_config_requires_input(tmp_path):
