@@ -145,3 +145,39 @@ def test_gradient_changes_match_published_least_squares_form():
     residuals = loss.margins(X, theta) - y
     expected_weights = residuals[:, None] * dX + X * (dX @ w)[:, None] - X * dy[:, None]
     np.testing.assert_allclose(loss.gradient_changes(X, y, theta, dX, dy)[:, :-1], expected_weights)
+
+
+def _sparse_data(loss, n=60, d=8, seed=2):
+    """Features with most entries zero, as a dense array and as a CSR array."""
+    from scipy import sparse
+
+    X, y, theta = _data(loss, n=n, d=d, seed=seed)
+    X[np.random.default_rng(seed).random(X.shape) < 0.7] = 0.0
+    return X, sparse.csr_array(X), y, theta
+
+
+@pytest.mark.parametrize("loss", LOSSES, ids=lambda loss: loss.name)
+def test_estimated_norms_match_changed_gradients(loss):
+    X, X_sparse, y, theta = _sparse_data(loss)
+    rng = np.random.default_rng(3)
+    changes, label_changes = rng.normal(size=(3, X.shape[1])), rng.normal(size=3)
+    mix = rng.dirichlet(np.ones(3), size=X.shape[0])
+    changed = loss.gradients(X, y, theta) + loss.gradient_changes(X, y, theta, mix @ changes, mix @ label_changes)
+    expected = np.linalg.norm(changed, axis=1)
+    # The closed form reorders the sums: equal up to rounding.
+    np.testing.assert_allclose(loss.estimated_norms(X, y, theta, mix, changes, label_changes), expected, rtol=1e-10)
+    np.testing.assert_allclose(loss.estimated_norms(X_sparse, y, theta, mix, changes, label_changes), expected,
+                               rtol=1e-10)
+
+
+@pytest.mark.parametrize("loss", LOSSES, ids=lambda loss: loss.name)
+def test_sparse_features_give_dense_results(loss):
+    X, X_sparse, y, theta = _sparse_data(loss)
+    weights = np.random.default_rng(4).random(X.shape[0])
+    total, gradient = loss.weighted_sums(X_sparse, y, theta, weights)
+    np.testing.assert_allclose(total, weights @ loss.losses(X, y, theta), rtol=1e-12)
+    np.testing.assert_allclose(gradient, weights @ loss.gradients(X, y, theta), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(loss.gradient_norms(X_sparse, y, theta), loss.gradient_norms(X, y, theta), rtol=1e-12)
+    np.testing.assert_allclose(loss.curvature_sums(X_sparse, y, theta), loss.curvature_sums(X, y, theta), atol=1e-12)
+    np.testing.assert_allclose(loss.curvature_diagonal_sums(X_sparse, y, theta),
+                               np.diag(loss.curvature_sums(X, y, theta)), atol=1e-12)
