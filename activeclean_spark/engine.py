@@ -833,7 +833,9 @@ class ActiveClean:
             )
         index = {k: i for i, k in enumerate(rows.column(self.key).to_pylist())}
         order = np.array([index.get(k, -1) for k in batch.column(self.key).to_pylist()], dtype=np.int64)
-        y = np.where(order >= 0, y_rows[np.maximum(order, 0)] if y_rows.size else np.nan, np.nan)
+        y = np.full(order.size, np.nan)
+        kept = order >= 0
+        y[kept] = y_rows[order[kept]]
         return take_or_zero(X_rows, order), y
 
     def _should_stop(self, record) -> bool:

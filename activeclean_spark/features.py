@@ -21,7 +21,7 @@ Rules, applied the same way at fit time and at transform time:
   appears after cleaning still gets its own column in the frozen feature
   space, unless its hash collides with another value's.  A null goes to ``<column>#__missing__``.
 * Text columns are lower-cased and split into words (runs of letters,
-  digits and underscores); each word adds 1 to one of ``text_buckets``
+  digits and underscores).  Each word adds 1 to one of ``text_buckets``
   columns chosen by the same hash, so a feature counts the words of its
   bucket (the hashing trick of Spark's HashingTF).  A null goes to
   ``<column>~__missing__``.
@@ -53,7 +53,7 @@ __all__ = ["FeatureSpec", "Featurizer", "FunctionFeaturizer", "value_text"]
 # A number as Spark and most CSV writers print it, with optional exponent.
 _NUMBER_PATTERN = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
 
-# What separates the words of a text column: anything but letters, digits and underscores.
+# Separator of the words in a text column: any run of characters other than letters, digits and underscores.
 _WORD_SEPARATOR = r"[^\p{L}\p{N}_]+"
 
 # With sparse="auto", the features are a CSR array once the hashed, text and

@@ -1,7 +1,7 @@
 """Operations shared by dense feature matrices (numpy) and sparse ones (scipy CSR arrays).
 
-The featurizer returns a CSR array when most features are hashed or one-hot
-columns (:attr:`FeatureSpec.sparse`).  The matrix products the engine needs
+The featurizer returns a CSR array when the hashed, text and one-hot
+columns can give many features (:attr:`FeatureSpec.sparse`).  The matrix products the engine needs
 (``X @ theta``, ``X.T @ v``, row selection) work on both kinds as they are.
 The functions here cover the rest, so that no code path turns a sparse
 block into an ``(n, d)`` dense array.

@@ -93,11 +93,11 @@ def fit_local(X, y, loss, start: np.ndarray, *, weights=None, tol: float = 1e-5)
     """Minimize :func:`local_objective` from ``start`` and return the minimizer.
 
     For a linear-model loss, a feature that is 0 in every record gets only
-    the L2 penalty's gradient, so its weight is 0 at the minimum.  (Without
-    a penalty, any weight is a minimum there, and it keeps its start.)  So
-    L-BFGS runs over the other features only, which gives the same
-    minimizer with thousands of parameters instead of 2^18 for a hashed
-    text column, and left-out weights that are exactly 0.
+    the L2 penalty's gradient, so its weight is 0 at the minimum.  Without
+    a penalty any weight is a minimum there, so it keeps its start.  L-BFGS
+    therefore runs over the other features only.  The minimizer is the
+    same, the left-out weights are exactly 0, and a hashed text column
+    needs thousands of parameters instead of 2^18.
     """
     from .losses import LinearModelLoss
     from .matrices import is_sparse
