@@ -1,5 +1,6 @@
 """ActiveClean on Apache Spark: train a convex model while cleaning only the records that matter."""
 
+from .checkpoint import CheckpointError, Checkpoints
 from .cleaners import BatchCleaner, CleanedBatch, Cleaner, CleanerError, OracleCleaner, RecordCleaner
 from .detector import LearnedDetector, RuleDetector
 from .engine import ActiveClean, ActiveCleanResult
@@ -16,6 +17,8 @@ __all__ = [
     "ActiveCleanModel",
     "ActiveCleanResult",
     "BatchCleaner",
+    "CheckpointError",
+    "Checkpoints",
     "CleanedBatch",
     "Cleaner",
     "CleanerError",

@@ -32,7 +32,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql.pandas.types import to_arrow_schema
 from scipy import sparse
 
-from .matrices import row_squares, rows_differ
+from .matrices import CSR_PARTS, named_arrays, row_squares, rows_differ
 
 __all__ = [
     "Block", "BlockSet", "arrow_partitions", "featurize_partitions", "check_key", "FLAG_COLUMN", "REFERENCE_PREFIX",
@@ -99,8 +99,6 @@ class Block:
 SHARED_BLOCKS_CONF = "spark.activeclean.sharedBlocks"
 
 _ARRAYS = ("keys", "X", "y", "flagged", "X_reference", "y_reference", "truly_dirty")
-# The arrays of a CSR matrix, saved as <field>.<part>.npy.
-_CSR_PARTS = ("data", "indices", "indptr", "shape")
 
 # Blocks this Python worker has mapped, keyed by (block set, partition).
 _MAPPED: dict = {}
@@ -123,13 +121,10 @@ def _write(token: str, block: Block) -> None:
         os.makedirs(partial, exist_ok=True)
         for name in _ARRAYS:
             values = getattr(block, name)
-            if sparse.issparse(values):
-                parts = {"data": values.data, "indices": values.indices, "indptr": values.indptr,
-                         "shape": np.array(values.shape, dtype=np.int64)}
-                for part in _CSR_PARTS:
-                    np.save(os.path.join(partial, f"{name}.{part}.npy"), parts[part])
-            elif values is not None:
-                np.save(os.path.join(partial, name + ".npy"), values, allow_pickle=values.dtype == object)
+            if values is None:
+                continue
+            for file, part in named_arrays(name, values).items():
+                np.save(os.path.join(partial, file + ".npy"), part, allow_pickle=part.dtype == object)
         with pa.OSFile(os.path.join(partial, "raw.arrow"), "wb") as sink:
             with pa.ipc.new_file(sink, block.raw.schema) as writer:
                 writer.write_table(block.raw)
@@ -150,6 +145,17 @@ def _mapped(token: str, partition: int) -> Block | None:
     path = _block_path(token, partition)
     if not os.path.isdir(path):
         return None
+    try:
+        block = _map_files(path, partition)
+    except (OSError, MemoryError):
+        # A worker whose address space is limited (spark.executor.pyspark.memory)
+        # may fail to map a block; the pass then reads Spark's cached copy.
+        return None
+    _MAPPED[key] = block
+    return block
+
+
+def _map_files(path: str, partition: int) -> Block:
     fields = {}
     for name in _ARRAYS:
         file = os.path.join(path, name + ".npy")
@@ -161,14 +167,12 @@ def _mapped(token: str, partition: int) -> Block | None:
         elif os.path.exists(os.path.join(path, f"{name}.data.npy")):
             data, indices, indptr, shape = (
                 np.load(os.path.join(path, f"{name}.{part}.npy"), mmap_mode="r").view(np.ndarray)
-                for part in _CSR_PARTS
+                for part in CSR_PARTS
             )
             # copy=False keeps the mapped arrays; scipy only checks their shapes.
             fields[name] = sparse.csr_array((data, indices, indptr), shape=tuple(shape), copy=False)
     raw = pa.ipc.open_file(pa.memory_map(os.path.join(path, "raw.arrow"))).read_all()
-    block = Block(partition=partition, raw=raw, **fields)
-    _MAPPED[key] = block
-    return block
+    return Block(partition=partition, raw=raw, **fields)
 
 
 def _remove(token: str) -> None:

@@ -70,7 +70,16 @@ class CleanedBatch:
 
 
 class Cleaner:
-    """Base class; subclasses implement :meth:`clean`."""
+    """Base class; subclasses implement :meth:`clean`.
+
+    A cleaner that finishes records one at a time (a person, a slow
+    service) can set ``reports_records = True`` and accept a keyword
+    ``returned``: calling ``returned(key, record, operation)`` for each
+    finished record (``record`` None when removed) lets a run with a
+    checkpoint keep it even if the driver is killed before the batch ends.
+    """
+
+    reports_records = False
 
     def clean(self, batch: pd.DataFrame, key: str) -> CleanedBatch:
         raise NotImplementedError
@@ -86,7 +95,9 @@ class _FunctionCleaner(Cleaner):
 class RecordCleaner(_FunctionCleaner):
     """Apply ``function(record: dict) -> dict | None`` to every record."""
 
-    def clean(self, batch, key):
+    reports_records = True
+
+    def clean(self, batch, key, returned=None):
         rows, removed, operations = [], [], {}
         # Missing values reach the function as None, as Spark shows them,
         # instead of the NaN that pandas uses in numeric columns.
@@ -102,6 +113,8 @@ class RecordCleaner(_FunctionCleaner):
                 ) from error
             if result is None:
                 removed.append(record[key])
+                if returned is not None:
+                    returned(record[key], None, None)
                 continue
             if not isinstance(result, dict):
                 raise CleanerError(
@@ -113,6 +126,8 @@ class RecordCleaner(_FunctionCleaner):
                 result = dict(result)
                 operations[record[key]] = result.pop(OPERATION_COLUMN)
             rows.append(result)
+            if returned is not None:
+                returned(record[key], result, operations.get(record[key]))
         table = pd.DataFrame(rows) if rows else pd.DataFrame(columns=batch.columns)
         return CleanedBatch(table, removed, operations)
 

@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 
+from .checkpoint import CheckpointError
 from .cleaners import CleanerError
 from .config import ConfigError, load_config
 
@@ -78,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         result = run_job(config)
     except ConfigError as error:
         print(f"activeclean: invalid configuration: {error}", file=sys.stderr)
+        return 2
+    except CheckpointError as error:
+        print(f"activeclean: {error}", file=sys.stderr)
         return 2
     except FileExistsError as error:
         print(f"activeclean: {error}", file=sys.stderr)

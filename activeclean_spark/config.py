@@ -33,6 +33,7 @@ SECTIONS = {
     "detector": {"learned": False, "threshold": 0.9, "audit": 0.05, "min_records": 20, "certify": True,
                  "rule": None, "rule_function": None},
     "output": {"dir": "output", "overwrite": False},
+    "checkpoint": {"dir": None, "keep": 2, "records_per_run": None},
     "compare": {"methods": ["activeclean", "uniform", "active_learning"], "seeds": [0, 1, 2, 3, 4],
                 "budget_fraction": 0.5, "corruptions": None, "rates": None, "tolerance": 0.01,
                 "output": "output/compare", "name": None},
@@ -140,6 +141,16 @@ def _validate(raw: dict) -> dict:
         raise ConfigError("set at most one of test.fraction and test.path")
     if run["reference"] and cleaner["kind"] != "oracle":
         raise ConfigError("run.reference = true needs the oracle cleaner, whose clean table defines the reference model")
+    checkpoint = sections["checkpoint"]
+    for option in ("keep", "records_per_run"):
+        value = checkpoint[option]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"checkpoint.{option} must be a positive integer, got {value!r}")
+    if checkpoint["dir"] is not None and (not isinstance(checkpoint["dir"], str) or not checkpoint["dir"]):
+        raise ConfigError(f"checkpoint.dir must be a directory path or URI, got {checkpoint['dir']!r}")
+    if checkpoint["records_per_run"] is not None and checkpoint["dir"] is None:
+        raise ConfigError("checkpoint.records_per_run needs checkpoint.dir, where the next run finds the state to "
+                          "resume from")
     detector = sections["detector"]
     if detector["rule"] is not None and detector["rule_function"] is not None:
         raise ConfigError("set at most one of detector.rule (Spark SQL) and detector.rule_function (module:function)")

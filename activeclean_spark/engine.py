@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from .blocks import FLAG_COLUMN, REFERENCE_PREFIX, arrow_partitions, check_key, featurize_partitions
+from .checkpoint import Checkpoints, RunState, describe
 from .cleaners import Cleaner, CleanedBatch, CleanerError, validate_cleaned
-from .detector import CLEAN, POOLED, LearnedDetector, RuleDetector, error_classes
+from .detector import CLEAN, POOLED, DetectorModel, LearnedDetector, RuleDetector, error_classes
 from .estimator import ChangeEstimator
 from .features import FeatureSpec, Featurizer
 from .losses import Loss
@@ -44,6 +47,13 @@ CANDIDATES = ("iterate", "refit")
 START_MARGIN = 2.0
 
 logger = logging.getLogger(__name__)
+
+
+def _checkpoints(checkpoint, spark) -> Checkpoints | None:
+    """Return the Checkpoints of a directory given as a path, or as it is."""
+    if checkpoint is None or isinstance(checkpoint, Checkpoints):
+        return checkpoint
+    return Checkpoints(checkpoint, spark=spark)
 
 
 def _positive_int(name, value, *, allow_zero=False):
@@ -112,6 +122,7 @@ class _Loop:
     detector_model: object = None
     changes: tuple | None = None
     refits: tuple = ()  # the weighted refit on R_clean, a candidate start of the next step
+    journal: object = None  # iteration -> Journal of the records the cleaner returns, with a checkpoint
 
 
 class ActiveClean:
@@ -424,21 +435,27 @@ class ActiveClean:
         return sums / max(count, 1) + (penalty if diagonal else np.diag(penalty))
 
     def fit(self, df, *, test=None, reference=None, output_dir: str | None = None, overwrite: bool = False,
-            table=None):
+            table=None, checkpoint=None, max_records: int | None = None):
         """Run ActiveClean on a dirty Spark DataFrame and return an :class:`ActiveCleanResult`.
 
         ``test`` and ``reference`` are as in :meth:`prepare`; ``output_dir``,
-        ``overwrite`` and ``table`` as in :meth:`run`.
+        ``overwrite``, ``table``, ``checkpoint`` and ``max_records`` as in
+        :meth:`run`.
         """
-        output = OutputDirectory(output_dir, overwrite=overwrite) if output_dir else None
+        checkpoints = _checkpoints(checkpoint, df.sparkSession)
+        output = None
+        if output_dir:
+            # Checked before the relation is cached, so that a taken output directory fails fast.
+            resuming = checkpoints is not None and checkpoints.latest() is not None
+            output = OutputDirectory(output_dir, overwrite=overwrite, resume=resuming)
         prepared = self.prepare(df, test=test, reference=reference)
         try:
-            return self.run(prepared, output=output, table=table)
+            return self.run(prepared, output=output, table=table, checkpoint=checkpoints, max_records=max_records)
         finally:
             prepared.release()
 
     def run(self, prepared: "PreparedData", *, output_dir: str | None = None, overwrite: bool = False, table=None,
-            output=None):
+            output=None, checkpoint=None, max_records: int | None = None):
         """Run the cleaning loop on prepared data and return an :class:`ActiveCleanResult`.
 
         The prepared data is left cached, so several runs (other seeds, step
@@ -451,15 +468,33 @@ class ActiveClean:
         output_dir : str, optional
             Directory for the model, cleaned table, history and audit trail.
         overwrite : bool, default=False
-            Replace the outputs of an earlier run in ``output_dir``.
+            Replace the outputs of an earlier run in ``output_dir``.  A run
+            that resumes from a checkpoint continues its outputs instead.
         table : pyspark.sql.DataFrame, optional
             Table written to ``output_dir`` with the cleaned values merged
             in; default the training relation.  Pass the whole input when
             part of it was held out for testing.
+        checkpoint : str or Checkpoints, optional
+            Directory (local, or any Hadoop filesystem URI) where the state
+            is saved after every iteration.  When it already holds a
+            checkpoint of this job, the run resumes from it.  A checkpoint
+            of another job (other parameters or input) or a damaged one is an
+            error, and the directory is left as it is.
+        max_records : int, optional
+            Stop once this call has cleaned at least this many records (whole
+            batches), so that a scheduled job can spend its budget over
+            several runs, each resuming from the checkpoint.
         """
+        if max_records is not None:
+            max_records = _positive_int("max_records", max_records)
+        checkpoints = _checkpoints(checkpoint, prepared.df.sparkSession)
+        fingerprint = self._fingerprint(prepared) if checkpoints is not None else None
+        state = checkpoints.load(fingerprint) if checkpoints is not None else None
         if output is None and output_dir:
-            output = OutputDirectory(output_dir, overwrite=overwrite)
-        started = time.perf_counter() - prepared.seconds
+            output = OutputDirectory(output_dir, overwrite=overwrite, resume=state is not None)
+        if output is not None and state is not None:
+            output.keep_through(state.iteration)
+        started = time.perf_counter() - prepared.seconds - (state.seconds if state is not None else 0.0)
         featurizer, blocks, test_blocks = prepared.featurizer, prepared.blocks, prepared.test_blocks
         dirty_model, reference_model = prepared.dirty_model, prepared.reference_model
         theta_c = reference_model.theta if reference_model is not None else None
@@ -469,14 +504,34 @@ class ActiveClean:
 
         if self.sampling == "oracle" and reference_model is None:
             raise ValueError("sampling 'oracle' draws by the true clean gradients, so prepare() needs the reference table")
-        theta = dirty_model.theta.copy()
-        store = CleanedStore(prepared.schema, featurizer.n_features, sparse=featurizer.sparse)
-        loop = _Loop(blocks, featurizer, store, output, preconditioner, self.step.fresh())
-        history = []
-        t = 0
+        key_type = prepared.schema.field(self.key).type
+        journal = None
+        if checkpoints is not None:
+            def journal(t):
+                return checkpoints.journal(t, prepared.schema, self.key)
+        if state is None:
+            theta = dirty_model.theta.copy()
+            store = CleanedStore(prepared.schema, featurizer.n_features, sparse=featurizer.sparse)
+            loop = _Loop(blocks, featurizer, store, output, preconditioner, self.step.fresh(), journal=journal)
+            history, t, finished = [], 0, None
+            if checkpoints is not None:
+                # Iteration 0 ties the directory to this job before the cleaner sees a record.
+                checkpoints.save(self._state(0, theta, loop, history, None, 0.0), fingerprint, key_type)
+        else:
+            theta, t, history, finished = state.theta, state.iteration, state.history, state.finished
+            loop = self._restored_loop(state, prepared, output, preconditioner, journal)
+            store = loop.store
+            if finished:
+                logger.info("The checkpoint's run finished at iteration %d (%s); writing its outputs again",
+                            t, finished)
+        first_size = store.size
         error = None
         try:
-            while store.size < self.budget:
+            while store.size < self.budget and not finished:
+                if max_records is not None and store.size - first_size >= max_records:
+                    logger.info("Cleaned %d records in this run, the limit per run; the next run resumes from "
+                                "the checkpoint", store.size - first_size)
+                    break
                 t += 1
                 record = self._iterate(t, theta, loop)
                 if record is None:
@@ -495,8 +550,10 @@ class ActiveClean:
                     t, record["cleaned"], record["step_norm"], _format_metrics(record.get("test")),
                     f", model error {record['model_error']:.4f}" if "model_error" in record else "", record["seconds"],
                 )
-                if self._should_stop(record):
-                    break
+                finished = self._stop_reason(record)
+                if checkpoints is not None:
+                    checkpoints.save(self._state(t, theta, loop, history, finished, record["seconds"]),
+                                     fingerprint, key_type)
         except CleanerError as failure:
             error = failure
             logger.error("Cleaner failed at iteration %d: %s; saving the %d records cleaned so far", t, failure, store.size)
@@ -588,8 +645,9 @@ class ActiveClean:
         clock.lap("collect")
 
         audited = {(d.partition, d.position) for d in audit}
+        journal = loop.journal(t) if loop.journal is not None else None
         cleaned_rows, removed, X, y, classes = self._clean(
-            batch, t, distinct, counts, loop.featurizer, loop.output, audited
+            batch, t, distinct, counts, loop.featurizer, loop.output, audited, journal
         )
         X_dirty, y_dirty = loop.featurizer.transform(batch)
         clock.lap("clean")
@@ -739,16 +797,19 @@ class ActiveClean:
         estimator.update(classes, store.X_dirty, store.y_dirty, store.X, store.y)
         loop.changes = estimator.change_matrix(names)
 
-    def _clean(self, batch, t, distinct, counts, featurizer, output, audited=frozenset()):
+    def _clean(self, batch, t, distinct, counts, featurizer, output, audited=frozenset(), journal=None):
         """Clean and featurize a batch, then append it to the audit trail.
 
         ``audited`` contains the ``(partition, position)`` of the trusted
-        records drawn for the audit.  Returns ``(cleaned rows, removed keys,
-        X, y, error classes)`` with X, y and the classes in batch order.
+        records drawn for the audit.  With a ``journal``, the records the
+        cleaner returns are written to it at once, and the records it holds
+        from a run that stopped in this iteration are not cleaned again.
+        Returns ``(cleaned rows, removed keys, X, y, error classes)`` with X,
+        y and the classes in batch order.
         """
         frame = batch.to_pandas()
         try:
-            cleaned = self.cleaner.clean(frame, self.key)
+            cleaned = self._call_cleaner(frame, journal)
             rows = validate_cleaned(frame, cleaned, self.key, batch.schema)
             X, y = self._features_of(batch, rows, list(cleaned.removed), featurizer)
         except CleanerError as error:
@@ -770,6 +831,33 @@ class ActiveClean:
         if output:
             output.append_audit(records)
         return rows, list(cleaned.removed), X, y, classes
+
+    def _call_cleaner(self, frame, journal) -> CleanedBatch:
+        """Return the cleaner's output for ``frame``, with the records the journal already holds taken from it."""
+        if journal is None:
+            return self.cleaner.clean(frame, self.key)
+        earlier = journal.returned()
+        todo = frame
+        if earlier is not None:
+            done = set(earlier.table[self.key].tolist()) | set(earlier.removed)
+            todo = frame[~frame[self.key].isin(done)].reset_index(drop=True)
+        per_record = getattr(self.cleaner, "reports_records", False)
+        fresh = CleanedBatch(frame.iloc[:0])
+        if len(todo):
+            try:
+                if per_record:
+                    fresh = self.cleaner.clean(todo, self.key, returned=journal.record)
+                else:
+                    fresh = self.cleaner.clean(todo, self.key)
+            except CleanerError as error:
+                if not per_record:
+                    journal.add(error.partial)
+                if earlier is not None and error.partial is not None:
+                    error.partial = _merged(earlier, error.partial)
+                raise
+            if not per_record:
+                journal.add(fresh)
+        return fresh if earlier is None else _merged(earlier, fresh)
 
     def _save_partial(self, partial, frame, t, distinct, counts, output):
         """Record what a failing cleaner did return, so none of its work is lost."""
@@ -838,23 +926,81 @@ class ActiveClean:
         y[kept] = y_rows[order[kept]]
         return take_or_zero(X_rows, order), y
 
-    def _should_stop(self, record) -> bool:
+    def _stop_reason(self, record) -> str | None:
+        """Return why the run stops after this iteration, or None to go on."""
         # With a learned detector, certified records can still be audited
         # after R_dirty is empty; the next scoring pass finds out.
         if record["dirty_remaining"] <= 0 and self.detector is None:
-            return True
+            return "no dirty records left"
         if self.tol > 0 and record["step_norm"] < self.tol:
             logger.info("Step norm %.3g fell below tol %.3g", record["step_norm"], self.tol)
-            return True
+            return "step norm below tol"
         if self.target is not None and "test" in record:
             metric = record["test"].get("accuracy", record["test"].get("rmse"))
             if metric is None:  # an empty test table has no metric to compare
-                return False
+                return None
             reached = metric >= self.target if self.loss.task == "classification" else metric <= self.target
             if reached:
                 logger.info("Held-out metric %.4g reached the target %.4g", metric, self.target)
-                return True
-        return False
+                return "target reached"
+        return None
+
+    # -- checkpoints --------------------------------------------------------
+
+    def _fingerprint(self, prepared: "PreparedData") -> dict:
+        """Describe the job for its checkpoint: the parameters that shape the run, and the input's content.
+
+        The budget, tol and target may change between runs of one job, and
+        the cleaner may be fixed after it failed, so they are left out.
+        """
+        def block_digest(block):
+            sink = pa.BufferOutputStream()
+            raw = block.raw.combine_chunks()
+            with pa.ipc.new_stream(sink, raw.schema) as writer:
+                writer.write_table(raw)
+            return block.partition, block.size, hashlib.blake2b(sink.getvalue(), digest_size=20).hexdigest()
+
+        parts = sorted(prepared.blocks.map_collect(block_digest))
+        parameters = {name: describe(getattr(self, name)) for name in _PARAMETERS
+                      if name not in ("budget", "tol", "target", "cleaner", "num_partitions")}
+        parameters["featurizer"] = describe(prepared.featurizer)
+        return {
+            "parameters": parameters,
+            "input": {
+                "records": prepared.n_total,
+                "partitions": len(parts),
+                "records per partition": [size for _, size, _ in parts],
+                "columns": [f"{f.name} {f.type}" for f in prepared.schema],
+                "content digest": hashlib.blake2b("".join(d for _, _, d in parts).encode(), digest_size=20).hexdigest(),
+            },
+        }
+
+    def _state(self, t, theta, loop: "_Loop", history, finished, seconds) -> RunState:
+        model = loop.detector_model
+        detector = None
+        if model is not None:
+            detector = {"classes": model.classes, "weights": model.weights, "threshold": model.threshold,
+                        "certify": model.certify, "missed": model.missed}
+        return RunState(
+            iteration=t, theta=theta, store=loop.store.state(), history=history, refits=loop.refits,
+            detector=detector, changes=loop.changes, squares=loop.schedule.squares, finished=finished,
+            seconds=seconds,
+        )
+
+    def _restored_loop(self, state: RunState, prepared, output, preconditioner, journal) -> "_Loop":
+        featurizer = prepared.featurizer
+        store = CleanedStore.restore(state.store, prepared.schema, featurizer.n_features, sparse=featurizer.sparse)
+        schedule = self.step.fresh()
+        schedule.squares = state.squares
+        loop = _Loop(prepared.blocks, featurizer, store, output, preconditioner, schedule, journal=journal)
+        if state.detector is not None:
+            saved = state.detector
+            loop.detector_model = DetectorModel(saved["classes"], saved["weights"], saved["threshold"],
+                                                saved["certify"])
+            loop.detector_model.missed = saved["missed"]
+        loop.changes = state.changes
+        loop.refits = state.refits
+        return loop
 
     def _reference_model(self, blocks, featurizer, test_blocks):
         """Train theta_c on the fully clean version of the training records."""
@@ -934,6 +1080,13 @@ def _difference_error(terms, counts, share) -> float:
     mean = counts @ differences / n_draws
     variance = counts @ (differences - mean) ** 2 / (n_draws - 1)
     return float(share * np.sqrt(variance / n_draws))
+
+
+def _merged(first: CleanedBatch, second: CleanedBatch) -> CleanedBatch:
+    """Return the records of two cleaner outputs for disjoint parts of one batch."""
+    tables = [table for table in (first.table, second.table) if len(table)]
+    table = pd.concat(tables, ignore_index=True) if tables else first.table
+    return CleanedBatch(table, [*first.removed, *second.removed], {**first.operations, **second.operations})
 
 
 def _format_metrics(metrics: dict | None) -> str:

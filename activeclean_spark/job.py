@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
+from .checkpoint import Checkpoints
 from .cleaners import BatchCleaner, OracleCleaner, RecordCleaner
 from .config import Config, ConfigError, import_function
 from .datasets import DATASETS
@@ -212,6 +213,9 @@ def run_job(config: Config, spark=None):
     engine, dirty, test, reference, table = build_job(config, spark)
     logger.info("Running ActiveClean from %s: budget %d, batch %d, seed %d",
                 config.source, engine.budget, engine.batch_size, engine.seed)
-    output = config["output"]
+    output, saved = config["output"], config["checkpoint"]
+    checkpoints = None
+    if saved["dir"] is not None:
+        checkpoints = Checkpoints(saved["dir"], keep=saved["keep"], spark=dirty.sparkSession)
     return engine.fit(dirty, test=test, reference=reference, output_dir=output["dir"], overwrite=output["overwrite"],
-                      table=table)
+                      table=table, checkpoint=checkpoints, max_records=saved["records_per_run"])

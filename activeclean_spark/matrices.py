@@ -12,7 +12,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-__all__ = ["is_sparse", "row_squares", "squared", "rows_differ", "stack", "take_or_zero", "zero_rows", "column_sums"]
+__all__ = ["is_sparse", "row_squares", "squared", "rows_differ", "stack", "take_or_zero", "zero_rows", "column_sums",
+           "named_arrays", "from_named_arrays"]
+
+# The arrays that hold a CSR matrix, in the order scipy takes them.
+CSR_PARTS = ("data", "indices", "indptr", "shape")
 
 
 def is_sparse(X) -> bool:
@@ -61,3 +65,19 @@ def take_or_zero(X, rows: np.ndarray):
     rows = np.asarray(rows, dtype=np.int64)
     padded = stack([X, zero_rows(1, X.shape[1], X)])
     return padded[np.where(rows < 0, X.shape[0], rows)]
+
+
+def named_arrays(name: str, X) -> dict:
+    """Return the numpy arrays that hold ``X`` for saving: ``{name: X}``, or ``name.data`` and the other CSR parts."""
+    if not is_sparse(X):
+        return {name: np.asarray(X)}
+    parts = {"data": X.data, "indices": X.indices, "indptr": X.indptr, "shape": np.array(X.shape, dtype=np.int64)}
+    return {f"{name}.{part}": parts[part] for part in CSR_PARTS}
+
+
+def from_named_arrays(name: str, arrays) -> object:
+    """Return the matrix that :func:`named_arrays` saved under ``name``."""
+    if name in arrays:
+        return arrays[name]
+    data, indices, indptr, shape = (arrays[f"{name}.{part}"] for part in CSR_PARTS)
+    return sparse.csr_array((data, indices, indptr), shape=tuple(int(n) for n in shape))

@@ -2,7 +2,8 @@
 
 The audit trail and the history are JSON lines, appended and synced to disk
 after every batch, so a failing cleaner, a crash or a kill leaves every
-record the cleaner returned on disk.  The model is replaced atomically.
+record the cleaner returned on disk.  The models and the cleaned table are
+replaced atomically, so a reader finds the old or the new one, never a mix.
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ import datetime
 import json
 import math
 import os
+import uuid
 
 import numpy as np
 
-__all__ = ["OutputDirectory", "CLEANED_COLUMN"]
+from .storage import HadoopStorage
+
+__all__ = ["OutputDirectory", "CLEANED_COLUMN", "dumps_record", "publish_table"]
 
 CLEANED_COLUMN = "_cleaned"
 AUDIT_FILE = "audit.jsonl"
@@ -49,7 +53,8 @@ def _finite(value):
     return value
 
 
-def _dumps(record: dict) -> str:
+def dumps_record(record: dict) -> str:
+    """Return a record as one line of JSON: numpy values as numbers, NaN and infinities as null."""
     return json.dumps(_finite(record), default=_json_value, allow_nan=False)
 
 
@@ -69,9 +74,11 @@ class OutputDirectory:
         discarded by a rerun.
     """
 
-    def __init__(self, path: str, *, overwrite: bool = False):
+    def __init__(self, path: str, *, overwrite: bool = False, resume: bool = False):
         self.path = path
         os.makedirs(path, exist_ok=True)
+        if resume:
+            return  # :meth:`keep_through` trims the files once the checkpoint's iteration is known
         audit = os.path.join(path, AUDIT_FILE)
         if os.path.exists(audit) and os.path.getsize(audit) > 0 and not overwrite:
             raise FileExistsError(
@@ -81,12 +88,38 @@ class OutputDirectory:
         for name in (AUDIT_FILE, HISTORY_FILE):
             open(os.path.join(path, name), "w", encoding="utf-8").close()
 
+    def keep_through(self, iteration: int) -> None:
+        """Keep the audit and history lines of iterations up to ``iteration`` and drop the rest.
+
+        A resumed run calls this with its checkpoint's iteration: the lines of
+        the iteration that was cut off are written again when it reruns.  A
+        line cut short by a kill is dropped too.
+        """
+        for name in (AUDIT_FILE, HISTORY_FILE):
+            path = self.file(name)
+            kept = []
+            if os.path.exists(path):
+                with open(path, encoding="utf-8") as handle:
+                    for line in handle:
+                        try:
+                            record = json.loads(line)
+                        except ValueError:
+                            continue
+                        if record.get("iteration", 0) <= iteration:
+                            kept.append(line if line.endswith("\n") else line + "\n")
+            temporary = path + ".tmp"
+            with open(temporary, "w", encoding="utf-8") as handle:
+                handle.writelines(kept)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+
     def file(self, name: str) -> str:
         return os.path.join(self.path, name)
 
     def _append(self, name: str, records: list[dict]) -> None:
         # Serialize first, so a value that cannot be written leaves no half batch behind.
-        text = "".join(_dumps(record) + "\n" for record in records)
+        text = "".join(dumps_record(record) + "\n" for record in records)
         with open(self.file(name), "a", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
@@ -117,6 +150,30 @@ class OutputDirectory:
         if cleaned_rows.num_rows:
             cleaned = spark.createDataFrame(cleaned_rows.to_pandas(), schema=df.schema)
             table = table.unionByName(cleaned.withColumn(CLEANED_COLUMN, F.lit(True)))
-        path = self.file(TABLE_DIR)
-        table.write.mode("overwrite").parquet(path)
-        return path
+        return publish_table(table, self.file(TABLE_DIR))
+
+
+def publish_table(table, path: str) -> str:
+    """Write a Spark DataFrame as Parquet at ``path`` so that a reader never sees it half-written.
+
+    Spark writes into a new directory beside ``path``; the finished
+    directory then replaces the old one by two renames.  Between them a
+    reader finds no table, never part of one.  The renames go through
+    Hadoop's FileSystem API, so they resolve ``path`` as Spark's writer
+    does: a path without a scheme is on the default filesystem (the local
+    disk in local mode, often HDFS on a YARN cluster).
+    """
+    storage = HadoopStorage(table.sparkSession)
+    token = uuid.uuid4().hex[:12]
+    written, retired = f"{path}.{token}.writing", f"{path}.{token}.old"
+    table.write.parquet(written)
+    if storage.exists(path):
+        storage.rename(path, retired)
+    storage.rename(written, path)
+    storage.delete(retired)
+    parent, base = os.path.split(path.rstrip("/"))
+    for name in storage.list(parent or "."):
+        # Leftovers of a writer that was killed before its renames.
+        if name.startswith(base + ".") and name.endswith((".writing", ".old")):
+            storage.delete(storage.join(parent or ".", name))
+    return path

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 from scipy import sparse as sparse_arrays
 
-from .matrices import is_sparse, stack
+from .matrices import from_named_arrays, is_sparse, named_arrays, stack
 
 __all__ = ["CleanedStore"]
 
@@ -113,6 +113,41 @@ class CleanedStore:
         if rows.num_rows:
             self.rows = pa.concat_tables([self.rows, rows])
         self.removed += removed
+
+    # Per-record columns besides the features, as saved by :meth:`state`.
+    _VECTORS = ("y", "y_dirty", "iteration", "inverse_probability")
+
+    def state(self) -> dict:
+        """Return the store as numpy arrays and Arrow tables, for a checkpoint; :meth:`restore` reads it back.
+
+        Keys: ``arrays`` (named numpy arrays), ``classes`` (list of str),
+        ``rows`` (the cleaned rows) and ``removed`` (the removed keys).
+        """
+        arrays = {}
+        for name in ("X", "X_dirty"):
+            arrays.update(named_arrays(name, self._features(name)))
+        for name in self._VECTORS:
+            arrays[name] = self._arrays[name][: self.size]
+        for partition, positions in self.positions.items():
+            arrays[f"positions.{partition}"] = positions
+        return {"arrays": arrays, "classes": [str(c) for c in self.classes], "rows": self.rows,
+                "removed": list(self.removed)}
+
+    @classmethod
+    def restore(cls, state: dict, schema: pa.Schema, n_features: int, *, sparse: bool = False) -> "CleanedStore":
+        """Return the store that :meth:`state` described."""
+        store = cls(schema, n_features, sparse=sparse)
+        arrays = state["arrays"]
+        size = arrays["y"].size
+        if size:
+            store.add(np.zeros(0), np.zeros(0, dtype=np.int64), from_named_arrays("X", arrays), arrays["y"],
+                      from_named_arrays("X_dirty", arrays), arrays["y_dirty"], state["classes"], state["rows"],
+                      list(state["removed"]), iteration=arrays["iteration"],
+                      inverse_probability=arrays["inverse_probability"])
+        prefix = "positions."
+        store.positions = {int(name[len(prefix):]): np.asarray(values, dtype=np.int64)
+                           for name, values in arrays.items() if name.startswith(prefix)}
+        return store
 
     def sample_weights(self, iterations: int) -> np.ndarray:
         """Weights under which R_clean estimates the clean loss over all records, after ``iterations`` batches.

@@ -113,7 +113,8 @@ class StepSchedule:
             raise ValueError(f"step size must be a finite number > 0, got {initial!r}")
         self.kind = kind
         self.initial = float(initial)
-        self._squares = None
+        # AdaGrad's running sums of squared directions; saved with a checkpoint.
+        self.squares = None
 
     def fresh(self) -> "StepSchedule":
         """Return a copy without accumulated state, for a new run."""
@@ -131,11 +132,11 @@ class StepSchedule:
         """Return the update to subtract from theta at iteration t."""
         if self.kind != "adagrad":
             return self(t) * direction
-        if self._squares is None:
-            self._squares = np.zeros_like(direction)
-        self._squares += direction * direction
+        if self.squares is None:
+            self.squares = np.zeros_like(direction)
+        self.squares += direction * direction
         # The 1e-12 guards coordinates whose gradient has been exactly zero.
-        return self.initial * direction / (np.sqrt(self._squares) + 1e-12)
+        return self.initial * direction / (np.sqrt(self.squares) + 1e-12)
 
 
 def _size(loss, X, value):
