@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # Spark binds to loopback in every target; the tests set the same.
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: demo test test-fast babyproduct bench step-sizes results check-java install clean
+.PHONY: demo test test-fast cluster-test package babyproduct bench step-sizes results check-java install clean
 
 check-java:
 	@bash scripts/check_java.sh
@@ -27,13 +27,21 @@ install: $(STAMP)
 demo: check-java $(STAMP)
 	$(PY) -m activeclean_spark.cli run conf/demo.toml
 
-## Run the whole test suite: local[2] and local-cluster tiers.
+## Run the whole test suite: local[2] and multi-process cluster tiers.
 test: check-java $(STAMP)
 	$(PY) -m pytest
 
 ## The suite without the multi-process cluster tier.
 test-fast: check-java $(STAMP)
 	$(PY) -m pytest -m 'not cluster'
+
+## Only the cluster tier: spark-submit on a standalone master with two workers.
+cluster-test: check-java $(STAMP)
+	$(PY) -m pytest -m cluster
+
+## Build dist/activeclean_spark.zip, the package for spark-submit --py-files.
+package: $(STAMP)
+	$(PY) scripts/build_zip.py
 
 ## The BabyProduct job (needs ../shared/data beside the repository).
 babyproduct: check-java $(STAMP)
@@ -58,4 +66,4 @@ results: check-java $(STAMP)
 		--markdown docs/results.md --images docs/results
 
 clean:
-	rm -rf output spark-warehouse .pytest_cache
+	rm -rf output spark-warehouse .pytest_cache dist

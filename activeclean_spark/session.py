@@ -48,14 +48,19 @@ def get_spark(master: str | None = None, conf: dict | None = None, app_name: str
     from pyspark import SparkConf
     from pyspark.sql import SparkSession
 
-    python_environment()
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
 
     spark_conf = SparkConf()
-    submitted = spark_conf.contains("spark.master")
+    # spark-submit starts the driver's JVM first and hands this process its
+    # gateway port.  A SparkConf made before the context starts cannot see the
+    # submitted settings (spark.master among them), so the port tells instead.
+    submitted = "PYSPARK_GATEWAY_PORT" in os.environ
     if not submitted:
+        # Under spark-submit the executors' Python comes from its settings
+        # (spark.pyspark.python), which may name a path only the cluster has.
+        python_environment()
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         spark_conf.setMaster(master or "local[*]")
         for key, value in LOCAL_DEFAULTS.items():

@@ -9,10 +9,10 @@ this process:
 * ``cleaner``: inside the record cleaner, before it returns the N-th record;
 * ``update``: after the cleaner returned the N-th batch, before the update;
 * ``save``: while writing the N-th checkpoint, its files written but its manifest not yet in place;
-* ``score``: right after the N-th scoring pass;
 * ``outputs``: while the final cleaned table is being written.
 
-CHECKPOINT ``-`` runs without a checkpoint.
+CHECKPOINT ``-`` runs without a checkpoint.  :func:`run_job` runs the same
+job in a test's own session.
 
 The record cleaner appends every key it is asked to clean to CALLS, so the
 test can count how often a record reached the cleaner across all runs.
@@ -52,32 +52,38 @@ def wrap(owner, name, before):
     setattr(owner, name, wrapped)
 
 
-def main(checkpoint, output_dir, calls_path, point, count=1):
-    trigger = kill_on(int(count))
+def run_job(spark, checkpoint, output_dir, calls_path, before_return=None):
+    """Run the job with a record cleaner that looks records up in the clean table and logs each key to ``calls_path``."""
     dirty, clean = make_tables(n=N_RECORDS, seed=SEED)
     by_key = clean.set_index("id", drop=False)
 
     def fix(record):
         with open(calls_path, "a") as calls:
             calls.write(f"{record['id']}\n")
-        if point == "cleaner":
-            trigger()
+        if before_return is not None:
+            before_return()
         return by_key.loc[record["id"]].to_dict()
 
+    job = make_engine(clean, cleaner=RecordCleaner(fix), budget=100, batch_size=20)
+    return job.fit(spark.createDataFrame(dirty), output_dir=str(output_dir), checkpoint=checkpoint)
+
+
+def main(checkpoint, output_dir, calls_path, point, count=1):
+    trigger = kill_on(int(count))
     if point == "update":
         wrap(engine.ActiveClean, "_sgd_step", lambda *args: trigger())
     elif point == "save":
         wrap(storage.LocalStorage, "rename",
              lambda self, source, target: trigger() if os.path.basename(target) == "manifest.json" else None)
-    elif point == "score":
-        wrap(engine, "allocate_draws", lambda *args: trigger())
     elif point == "outputs":
         wrap(output, "publish_table", lambda *args: trigger())
 
-    spark = get_spark("local[2]", {"spark.default.parallelism": "2", "spark.sql.shuffle.partitions": "2"})
+    # C1-compiled code and the serial collector halve the JVM's start-up work for a job this small.
+    spark = get_spark("local[2]", {"spark.default.parallelism": "2", "spark.sql.shuffle.partitions": "2",
+                                   "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"})
     spark.sparkContext.setLogLevel("ERROR")
-    job = make_engine(clean, cleaner=RecordCleaner(fix), budget=100, batch_size=20)
-    job.fit(spark.createDataFrame(dirty), output_dir=output_dir, checkpoint=None if checkpoint == "-" else checkpoint)
+    run_job(spark, None if checkpoint == "-" else checkpoint, output_dir, calls_path,
+            trigger if point == "cleaner" else None)
     spark.stop()
 
 
