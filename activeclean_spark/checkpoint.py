@@ -208,7 +208,7 @@ class Checkpoints:
         return contents
 
     def load(self, fingerprint: dict) -> RunState | None:
-        """Return the newest checkpoint's state, or None when the directory holds no checkpoint.
+        """Return the newest checkpoint's state, or None when the directory contains no checkpoint.
 
         Raises CheckpointError, and changes nothing, when the checkpoint is
         damaged or its job's parameters or input differ from ``fingerprint``.
@@ -250,7 +250,11 @@ class Checkpoints:
     # -- writing ----------------------------------------------------------
 
     def save(self, state: RunState, fingerprint: dict, key_type: pa.DataType) -> None:
-        """Write the state after ``state.iteration`` as a new checkpoint, then drop older ones and the journal."""
+        """Write the state after ``state.iteration`` as a new checkpoint, then drop older ones and the journal.
+
+        NOTE: every checkpoint rewrites all cleaned records with their
+        features, so its size and write time grow with the records cleaned.
+        """
         arrays = {"theta": state.theta}
         arrays.update({f"store.{name}": values for name, values in state.store["arrays"].items()})
         arrays.update({f"refit.{k}": refit for k, refit in enumerate(state.refits)})
@@ -264,6 +268,7 @@ class Checkpoints:
             arrays["squares"] = state.squares
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
+
         described = {
             "format": FORMAT, "iteration": state.iteration, "fingerprint": fingerprint,
             "history": state.history, "classes": state.store["classes"], "refits": len(state.refits),
@@ -359,21 +364,21 @@ class Journal:
                                                           preserve_index=False))
                     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
                         continue
-        kept = pa.concat_tables(parts) if parts else self.values.empty_table()
-        status = ["cleaned"] * kept.num_rows
+        journaled = pa.concat_tables(parts) if parts else self.values.empty_table()
+        status = ["cleaned"] * journaled.num_rows
         if removed:
             try:
                 keys = pa.array(list(removed), type=self.values.field(self.key).type)
             except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
                 keys = None
             if keys is not None:
-                gone = pa.table([keys if n == self.key else pa.nulls(len(keys), self.values.field(n).type)
+                removed_rows = pa.table([keys if n == self.key else pa.nulls(len(keys), self.values.field(n).type)
                                  for n in self.values.names], schema=self.values)
-                kept = pa.concat_tables([kept, gone])
+                journaled = pa.concat_tables([journaled, removed_rows])
                 status += ["removed"] * len(keys)
-        reported = [operations.get(k) for k in kept.column(self.key).to_pylist()]
+        reported = [operations.get(k) for k in journaled.column(self.key).to_pylist()]
         return pa.Table.from_arrays(
-            [*kept.columns, pa.array(status, pa.string()),
+            [*journaled.columns, pa.array(status, pa.string()),
              pa.array([None if op is None else str(op) for op in reported], pa.string())],
             schema=self.schema,
         )

@@ -515,7 +515,7 @@ class ActiveClean:
             loop = _Loop(blocks, featurizer, store, output, preconditioner, self.step.fresh(), journal=journal)
             history, t, finished = [], 0, None
             if checkpoints is not None:
-                # Iteration 0 ties the directory to this job before the cleaner sees a record.
+                # Iteration 0 ties the directory to this job before any record reaches the cleaner.
                 checkpoints.save(self._state(0, theta, loop, history, None, 0.0), fingerprint, key_type)
         else:
             theta, t, history, finished = state.theta, state.iteration, state.history, state.finished
@@ -802,7 +802,7 @@ class ActiveClean:
 
         ``audited`` contains the ``(partition, position)`` of the trusted
         records drawn for the audit.  With a ``journal``, the records the
-        cleaner returns are written to it at once, and the records it holds
+        cleaner returns are written to it at once, and the records it contains
         from a run that stopped in this iteration are not cleaned again.
         Returns ``(cleaned rows, removed keys, X, y, error classes)`` with X,
         y and the classes in batch order.
@@ -833,7 +833,7 @@ class ActiveClean:
         return rows, list(cleaned.removed), X, y, classes
 
     def _call_cleaner(self, frame, journal) -> CleanedBatch:
-        """Return the cleaner's output for ``frame``, with the records the journal already holds taken from it."""
+        """Return the cleaner's output for ``frame``, with the records the journal already contains taken from it."""
         if journal is None:
             return self.cleaner.clean(frame, self.key)
         earlier = journal.returned()

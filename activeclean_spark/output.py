@@ -97,7 +97,7 @@ class OutputDirectory:
         """
         for name in (AUDIT_FILE, HISTORY_FILE):
             path = self.file(name)
-            kept = []
+            earlier = []
             if os.path.exists(path):
                 with open(path, encoding="utf-8") as handle:
                     for line in handle:
@@ -106,10 +106,10 @@ class OutputDirectory:
                         except ValueError:
                             continue
                         if record.get("iteration", 0) <= iteration:
-                            kept.append(line if line.endswith("\n") else line + "\n")
+                            earlier.append(line if line.endswith("\n") else line + "\n")
             temporary = path + ".tmp"
             with open(temporary, "w", encoding="utf-8") as handle:
-                handle.writelines(kept)
+                handle.writelines(earlier)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temporary, path)

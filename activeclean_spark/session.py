@@ -55,7 +55,7 @@ def get_spark(master: str | None = None, conf: dict | None = None, app_name: str
     spark_conf = SparkConf()
     # spark-submit starts the driver's JVM first and hands this process its
     # gateway port.  A SparkConf made before the context starts cannot see the
-    # submitted settings (spark.master among them), so the port tells instead.
+    # submitted settings (spark.master among them), so the port is the sign instead.
     submitted = "PYSPARK_GATEWAY_PORT" in os.environ
     if not submitted:
         # Under spark-submit the executors' Python comes from its settings
