@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # Spark binds to loopback in every target; the tests set the same.
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: demo test test-fast cluster-test package babyproduct bench step-sizes results check-java install clean
+.PHONY: demo test test-fast cluster-test package babyproduct bench bench-session step-sizes results check-java install clean
 
 check-java:
 	@bash scripts/check_java.sh
@@ -51,6 +51,12 @@ babyproduct: check-java $(STAMP)
 ## MLlib, with peak memory: docs/benchmarks.md (about 40 minutes).
 bench: check-java $(STAMP)
 	$(PY) benchmarks/iteration.py --markdown docs/benchmarks.md --json docs/benchmarks.json
+
+## Seconds per step of a scripted interactive session on the beers table
+## (needs ../shared/data): docs/session_benchmark.md.
+bench-session: check-java $(STAMP)
+	$(PY) benchmarks/session.py > docs/session_benchmark.md.tmp
+	mv docs/session_benchmark.md.tmp docs/session_benchmark.md
 
 ## Step-size and preconditioner measurements, written to docs/step_size.md.
 step-sizes: check-java $(STAMP)

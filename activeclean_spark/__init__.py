@@ -5,6 +5,7 @@ from .cleaners import BatchCleaner, CleanedBatch, Cleaner, CleanerError, OracleC
 from .detector import LearnedDetector, RuleDetector
 from .engine import ActiveClean, ActiveCleanResult
 from .features import FeatureSpec, Featurizer, FunctionFeaturizer
+from .interactive import CleaningSession
 from .losses import HingeLoss, HuberLoss, LeastSquaresLoss, LinearModelLoss, LogisticLoss, Loss, make_loss
 from .model import ActiveCleanModel
 from .session import get_spark
@@ -22,6 +23,7 @@ __all__ = [
     "CleanedBatch",
     "Cleaner",
     "CleanerError",
+    "CleaningSession",
     "FeatureSpec",
     "Featurizer",
     "FunctionFeaturizer",

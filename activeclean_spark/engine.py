@@ -123,6 +123,40 @@ class _Loop:
     changes: tuple | None = None
     refits: tuple = ()  # the weighted refit on R_clean, a candidate start of the next step
     journal: object = None  # iteration -> Journal of the records the cleaner returns, with a checkpoint
+    audit: list | None = None  # the audit records of the run, kept in memory when not None
+
+
+@dataclass
+class _Run:
+    """One run of the loop: the prepared data, the iterate and what the next iteration needs."""
+
+    prepared: PreparedData
+    loop: _Loop
+    theta: np.ndarray
+    t: int  # iterations finished
+    history: list
+    finished: str | None  # why the run stopped, once it has
+    started: float  # perf_counter() at which the run's time starts, earlier runs of a resumed job included
+    checkpoints: Checkpoints | None
+    fingerprint: dict | None
+    key_type: pa.DataType
+
+
+@dataclass
+class _Drawn:
+    """The batch of iteration t, drawn and not yet cleaned."""
+
+    plan: ScoringPlan
+    parts: list
+    draws: list  # the importance (or uniform) draws
+    audit: list  # the draws from the trusted records
+    distinct: list  # one Draw per distinct record, draws first
+    counts: np.ndarray  # draws per distinct record
+    in_batch: np.ndarray  # True for records of the batch, False for audited trusted ones
+    batch: pa.Table  # the distinct records' rows
+    n_dirty: int
+    score_total: float
+    clock: "_Clock"
 
 
 class ActiveClean:
@@ -487,6 +521,35 @@ class ActiveClean:
         """
         if max_records is not None:
             max_records = _positive_int("max_records", max_records)
+        run = self._begin(prepared, output_dir=output_dir, overwrite=overwrite, output=output, checkpoint=checkpoint)
+        store = run.loop.store
+        first_size = store.size
+        error = None
+        try:
+            while store.size < self.budget and not run.finished:
+                if max_records is not None and store.size - first_size >= max_records:
+                    logger.info("Cleaned %d records in this run, the limit per run; the next run resumes from "
+                                "the checkpoint", store.size - first_size)
+                    break
+                update = self._iterate(run.t + 1, run.theta, run.loop)
+                if update is None:
+                    break
+                self._advance(run, *update)
+        except CleanerError as failure:
+            error = failure
+            logger.error("Cleaner failed at iteration %d: %s; saving the %d records cleaned so far", run.t + 1,
+                         failure, store.size)
+        finally:
+            result = self._result(run, table=table)
+        if error is not None:
+            raise error
+        logger.info("Finished: %d records cleaned in %d iterations, %.1f s", result.n_cleaned, len(run.history),
+                    result.seconds)
+        return result
+
+    def _begin(self, prepared: "PreparedData", *, output_dir=None, overwrite=False, output=None,
+               checkpoint=None) -> "_Run":
+        """Start a run on prepared data, or resume it from the latest checkpoint in ``checkpoint``."""
         checkpoints = _checkpoints(checkpoint, prepared.df.sparkSession)
         fingerprint = self._fingerprint(prepared) if checkpoints is not None else None
         state = checkpoints.load(fingerprint) if checkpoints is not None else None
@@ -495,14 +558,11 @@ class ActiveClean:
         if output is not None and state is not None:
             output.keep_through(state.iteration)
         started = time.perf_counter() - prepared.seconds - (state.seconds if state is not None else 0.0)
-        featurizer, blocks, test_blocks = prepared.featurizer, prepared.blocks, prepared.test_blocks
-        dirty_model, reference_model = prepared.dirty_model, prepared.reference_model
-        theta_c = reference_model.theta if reference_model is not None else None
         preconditioner = None
         if self.preconditioner != "none" and prepared.curvature is not None:
             preconditioner = Preconditioner(prepared.curvature, self.preconditioner)
 
-        if self.sampling == "oracle" and reference_model is None:
+        if self.sampling == "oracle" and prepared.reference_model is None:
             raise ValueError("sampling 'oracle' draws by the true clean gradients, so prepare() needs the reference table")
         key_type = prepared.schema.field(self.key).type
         journal = None
@@ -510,76 +570,80 @@ class ActiveClean:
             def journal(t):
                 return checkpoints.journal(t, prepared.schema, self.key)
         if state is None:
-            theta = dirty_model.theta.copy()
-            store = CleanedStore(prepared.schema, featurizer.n_features, sparse=featurizer.sparse)
-            loop = _Loop(blocks, featurizer, store, output, preconditioner, self.step.fresh(), journal=journal)
-            history, t, finished = [], 0, None
+            store = CleanedStore(prepared.schema, prepared.featurizer.n_features, sparse=prepared.featurizer.sparse)
+            loop = _Loop(prepared.blocks, prepared.featurizer, store, output, preconditioner, self.step.fresh(),
+                         journal=journal)
+            run = _Run(prepared, loop, prepared.dirty_model.theta.copy(), 0, [], None, started, checkpoints,
+                       fingerprint, key_type)
             if checkpoints is not None:
                 # Iteration 0 ties the directory to this job before any record reaches the cleaner.
-                checkpoints.save(self._state(0, theta, loop, history, None, 0.0), fingerprint, key_type)
+                self.save_checkpoint(run)
         else:
-            theta, t, history, finished = state.theta, state.iteration, state.history, state.finished
             loop = self._restored_loop(state, prepared, output, preconditioner, journal)
-            store = loop.store
-            if finished:
+            run = _Run(prepared, loop, state.theta, state.iteration, state.history, state.finished, started,
+                       checkpoints, fingerprint, key_type)
+            if run.finished:
                 logger.info("The checkpoint's run finished at iteration %d (%s); writing its outputs again",
-                            t, finished)
-        first_size = store.size
-        error = None
-        try:
-            while store.size < self.budget and not finished:
-                if max_records is not None and store.size - first_size >= max_records:
-                    logger.info("Cleaned %d records in this run, the limit per run; the next run resumes from "
-                                "the checkpoint", store.size - first_size)
-                    break
-                t += 1
-                record = self._iterate(t, theta, loop)
-                if record is None:
-                    break
-                theta, record = record
-                if test_blocks is not None:
-                    record["test"] = evaluate_blocks(test_blocks, self.loss, theta)
-                if theta_c is not None:
-                    record["model_error"] = _relative_error(theta, theta_c)
-                record["seconds"] = time.perf_counter() - started
-                history.append(record)
-                if output:
-                    output.append_history(record)
-                logger.info(
-                    "iteration %d: %d cleaned, step norm %.3g%s%s, %.1f s",
-                    t, record["cleaned"], record["step_norm"], _format_metrics(record.get("test")),
-                    f", model error {record['model_error']:.4f}" if "model_error" in record else "", record["seconds"],
-                )
-                finished = self._stop_reason(record)
-                if checkpoints is not None:
-                    checkpoints.save(self._state(t, theta, loop, history, finished, record["seconds"]),
-                                     fingerprint, key_type)
-        except CleanerError as failure:
-            error = failure
-            logger.error("Cleaner failed at iteration %d: %s; saving the %d records cleaned so far", t, failure, store.size)
-        finally:
-            dirty_metrics = dirty_model.metrics.get("test", {})
-            metrics = {"test": history[-1].get("test", {}) if history else dirty_metrics, "dirty_test": dirty_metrics}
-            if reference_model is not None:
-                metrics["clean_test"] = reference_model.metrics.get("test", {})
-                metrics["model_error"] = _relative_error(theta, theta_c)
-                metrics["dirty_model_error"] = _relative_error(dirty_model.theta, theta_c)
-            metrics["records_cleaned"] = store.size
-            result = ActiveCleanResult(
-                model=ActiveCleanModel(theta, featurizer, self.loss, metrics),
-                dirty_model=dirty_model,
-                reference_model=reference_model,
-                cleaned=store.rows,
-                removed=store.removed,
-                history=history,
-                output_dir=output.path if output else None,
-            )
-            if output:
-                self._write_outputs(output, prepared.df if table is None else table, result)
-        if error is not None:
-            raise error
-        result.seconds = time.perf_counter() - started
-        logger.info("Finished: %d records cleaned in %d iterations, %.1f s", result.n_cleaned, len(history), result.seconds)
+                            run.t, run.finished)
+        return run
+
+    def _advance(self, run: "_Run", theta, record) -> None:
+        """Record the iteration that produced ``theta``: metrics, history, stop reason and checkpoint."""
+        run.t = record["iteration"]
+        run.theta = theta
+        prepared = run.prepared
+        if prepared.test_blocks is not None:
+            record["test"] = evaluate_blocks(prepared.test_blocks, self.loss, theta)
+        if prepared.reference_model is not None:
+            record["model_error"] = _relative_error(theta, prepared.reference_model.theta)
+        record["seconds"] = time.perf_counter() - run.started
+        run.history.append(record)
+        if run.loop.output:
+            run.loop.output.append_history(record)
+        logger.info(
+            "iteration %d: %d cleaned, step norm %.3g%s%s, %.1f s",
+            run.t, record["cleaned"], record["step_norm"], _format_metrics(record.get("test")),
+            f", model error {record['model_error']:.4f}" if "model_error" in record else "", record["seconds"],
+        )
+        run.finished = self._stop_reason(record)
+        if run.checkpoints is not None:
+            self.save_checkpoint(run)
+
+    def save_checkpoint(self, run: "_Run", checkpoints: Checkpoints | None = None) -> None:
+        """Save the run's state to ``checkpoints``, by default the run's own."""
+        seconds = run.history[-1]["seconds"] if run.history else 0.0
+        state = self._state(run.t, run.theta, run.loop, run.history, run.finished, seconds)
+        target = checkpoints if checkpoints is not None else run.checkpoints
+        fingerprint = run.fingerprint if run.fingerprint is not None else self._fingerprint(run.prepared)
+        run.fingerprint = fingerprint
+        target.save(state, fingerprint, run.key_type)
+
+    def _result(self, run: "_Run", *, table=None) -> ActiveCleanResult:
+        """Return the run's result and write its outputs, when it has an output directory."""
+        prepared, theta, store = run.prepared, run.theta, run.loop.store
+        dirty_model, reference_model = prepared.dirty_model, prepared.reference_model
+        history = run.history
+        dirty_metrics = dirty_model.metrics.get("test", {})
+        metrics = {"test": history[-1].get("test", {}) if history else dirty_metrics, "dirty_test": dirty_metrics}
+        if reference_model is not None:
+            theta_c = reference_model.theta
+            metrics["clean_test"] = reference_model.metrics.get("test", {})
+            metrics["model_error"] = _relative_error(theta, theta_c)
+            metrics["dirty_model_error"] = _relative_error(dirty_model.theta, theta_c)
+        metrics["records_cleaned"] = store.size
+        output = run.loop.output
+        result = ActiveCleanResult(
+            model=ActiveCleanModel(theta, prepared.featurizer, self.loss, metrics),
+            dirty_model=dirty_model,
+            reference_model=reference_model,
+            cleaned=store.rows,
+            removed=store.removed,
+            history=history,
+            output_dir=output.path if output else None,
+        )
+        if output:
+            self._write_outputs(output, prepared.df if table is None else table, result)
+        result.seconds = time.perf_counter() - run.started
         return result
 
     def _plan(self, loop: "_Loop", batch_draws: int) -> ScoringPlan:
@@ -593,6 +657,13 @@ class ActiveClean:
 
     def _iterate(self, t, theta, loop: "_Loop"):
         """Run iteration t and return ``(new theta, history record)``, or None when R_dirty is empty."""
+        drawn = self._draw(t, theta, loop)
+        if drawn is None:
+            return None
+        return self._update(t, theta, loop, drawn)
+
+    def _draw(self, t, theta, loop: "_Loop") -> "_Drawn | None":
+        """Score the uncleaned records and draw the batch of iteration t, or return None when none is left."""
         store = loop.store
         clock = _Clock()
         batch_draws = min(self.batch_size, self.budget - store.size)
@@ -637,18 +708,23 @@ class ActiveClean:
         counts = np.array([entry[1] for entry in by_record.values()], dtype=float)
         batch_records = {(d.partition, d.position) for d in draws}
         in_batch = np.array([(d.partition, d.position) in batch_records for d in distinct], dtype=bool)
-        probabilities = np.array([d.probability for d in distinct])
         clock.lap("draw")
         # The candidates' rows came back with the scoring pass; this only gathers the drawn ones.
         candidates = {p.partition: p.candidates for p in parts}
         batch = pa.concat_tables([candidates[d.partition].slice(d.row, 1) for d in distinct])
         clock.lap("collect")
+        return _Drawn(plan, parts, draws, audit, distinct, counts, in_batch, batch, n_dirty, score_total, clock)
 
-        audited = {(d.partition, d.position) for d in audit}
+    def _update(self, t, theta, loop: "_Loop", drawn: "_Drawn"):
+        """Clean the drawn batch, update theta and return ``(new theta, history record)``."""
+        store, clock, plan, parts = loop.store, drawn.clock, drawn.plan, drawn.parts
+        distinct, counts, in_batch, batch = drawn.distinct, drawn.counts, drawn.in_batch, drawn.batch
+        draws, n_dirty, score_total = drawn.draws, drawn.n_dirty, drawn.score_total
+        n_trusted = sum(p.n_trusted for p in parts)
+        probabilities = np.array([d.probability for d in distinct])
+        audited = {(d.partition, d.position) for d in drawn.audit}
         journal = loop.journal(t) if loop.journal is not None else None
-        cleaned_rows, removed, X, y, classes = self._clean(
-            batch, t, distinct, counts, loop.featurizer, loop.output, audited, journal
-        )
+        cleaned_rows, removed, X, y, classes = self._clean(batch, t, distinct, counts, loop, audited, journal)
         X_dirty, y_dirty = loop.featurizer.transform(batch)
         clock.lap("clean")
         partitions = np.array([d.partition for d in distinct])
@@ -797,7 +873,7 @@ class ActiveClean:
         estimator.update(classes, store.X_dirty, store.y_dirty, store.X, store.y)
         loop.changes = estimator.change_matrix(names)
 
-    def _clean(self, batch, t, distinct, counts, featurizer, output, audited=frozenset(), journal=None):
+    def _clean(self, batch, t, distinct, counts, loop: "_Loop", audited=frozenset(), journal=None):
         """Clean and featurize a batch, then append it to the audit trail.
 
         ``audited`` contains the ``(partition, position)`` of the trusted
@@ -808,28 +884,34 @@ class ActiveClean:
         y and the classes in batch order.
         """
         frame = batch.to_pandas()
+        output = loop.output
         try:
             cleaned = self._call_cleaner(frame, journal)
             rows = validate_cleaned(frame, cleaned, self.key, batch.schema)
-            X, y = self._features_of(batch, rows, list(cleaned.removed), featurizer)
+            X, y = self._features_of(batch, rows, list(cleaned.removed), loop.featurizer)
         except CleanerError as error:
             self._save_partial(error.partial, frame, t, distinct, counts, output)
             raise
         records = self._audit_records(frame, rows.to_pylist(), cleaned.removed, t, distinct, counts, applied=True)
         by_key = {record["key"]: record for record in records}
         ordered = [by_key[k] for k in frame[self.key].tolist()]
+        operations = [cleaned.operations.get(record["key"]) for record in ordered]
         classes = error_classes(
             [record["changed_columns"] for record in ordered],
             [record["status"] == "removed" for record in ordered],
-            [cleaned.operations.get(record["key"]) for record in ordered],
+            [getattr(operation, "name", operation) for operation in operations],
         )
-        for record, error_class, draw in zip(ordered, classes, distinct):
+        for record, error_class, draw, operation in zip(ordered, classes, distinct, operations):
             record["error_class"] = error_class
             record["sample"] = "audit" if (draw.partition, draw.position) in audited else "batch"
+            if hasattr(operation, "describe"):
+                record["operation"] = operation.describe()
         # NOTE: the audit lines are synced before this iteration's update, so
         # after a kill the audit trail can hold one batch more than the history.
         if output:
             output.append_audit(records)
+        if loop.audit is not None:
+            loop.audit.extend(records)
         return rows, list(cleaned.removed), X, y, classes
 
     def _call_cleaner(self, frame, journal) -> CleanedBatch:

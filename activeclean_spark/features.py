@@ -38,6 +38,8 @@ instead of with the number of features.
 
 from __future__ import annotations
 
+import logging
+
 import functools
 import hashlib
 import json
@@ -49,6 +51,8 @@ import pyarrow.compute as pc
 from scipy import sparse as sparse_arrays
 
 __all__ = ["FeatureSpec", "Featurizer", "FunctionFeaturizer", "value_text"]
+
+logger = logging.getLogger(__name__)
 
 # A number as Spark and most CSV writers print it, with optional exponent.
 _NUMBER_PATTERN = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
@@ -220,6 +224,11 @@ class FeatureSpec:
             variance = max(total_sq / count - mean * mean, 0.0) if count else 0.0
             std = float(np.sqrt(variance))
             missing = sum(p["numeric"][name][3] for p in partials) > count
+            if count == 0:
+                logger.warning(
+                    "numeric column %r has no value that reads as a number in the dirty data, so its scaling is "
+                    "not fitted (mean 0, std 1) and cleaned values enter the model unscaled; parse the column "
+                    "before the run or leave it out of the features", name)
             indicator = missing if self.missing_indicators == "auto" else bool(self.missing_indicators)
             numeric.append({"name": name, "mean": mean, "std": std if std > 0 else 1.0, "indicator": indicator})
         categorical = []

@@ -1,0 +1,31 @@
+"""Progress bars of long Spark steps."""
+
+from activeclean_spark.progress import GROUP_PROPERTY, SparkProgress, progress_wanted
+
+
+def test_progress_counts_tasks(spark, capsys):
+    sc = spark.sparkContext
+    sc.setLocalProperty(GROUP_PROPERTY, "user-group")
+    with SparkProgress(sc, "counting", interval=0.05):
+        assert sc.parallelize(range(100), 4).count() == 100
+        assert sc.parallelize(range(10), 3).count() == 10
+    error = capsys.readouterr().err
+    assert "counting" in error
+    assert "7/7" in error
+    assert "2 Spark jobs" in error
+    # The user's job group is back in place for the jobs that follow.
+    assert sc.getLocalProperty(GROUP_PROPERTY) == "user-group"
+    sc.setLocalProperty(GROUP_PROPERTY, None)
+
+
+def test_progress_disabled_prints_nothing(spark, capsys):
+    sc = spark.sparkContext
+    with SparkProgress(sc, "quiet", enabled=False):
+        sc.parallelize(range(10), 2).count()
+    assert capsys.readouterr().err == ""
+    assert sc.getLocalProperty(GROUP_PROPERTY) is None
+
+
+def test_progress_wanted_follows_setting():
+    assert progress_wanted(True) is True
+    assert progress_wanted(False) is False
