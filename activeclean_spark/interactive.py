@@ -16,10 +16,8 @@ batches and ends with the same model as one that never stopped.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,16 +26,15 @@ import pyarrow as pa
 
 from .checkpoint import Checkpoints, CheckpointError
 from .cleaners import CleanedBatch, Cleaner, CleanerError, validate_cleaned
-from .detector import CLEAN, REMOVED, LearnedDetector
+from .detector import CLEAN, LearnedDetector
 from .engine import ActiveClean, _Drawn, _Run
 from .features import FeatureSpec, Featurizer
 from .losses import Loss
-from .matrices import take_or_zero
 from .model import ActiveCleanModel
 from .operations import Operation, changed_mask, operation_from_dict
 from .output import dumps_record
 from .progress import SparkProgress, progress_wanted
-from .sampler import _estimated_norms
+from .sampler import estimated_norms
 from .storage import storage_for
 
 __all__ = ["CleaningSession", "ClassPreview", "SessionStatus", "SCORE_COLUMN", "PROBABILITY_COLUMN",
@@ -51,6 +48,9 @@ PROBABILITY_COLUMN = "_draw_probability"
 CLASS_COLUMN = "_predicted_class"
 SAMPLE_COLUMN = "_sample"
 ADDED_COLUMNS = (SCORE_COLUMN, PROBABILITY_COLUMN, CLASS_COLUMN, SAMPLE_COLUMN)
+
+# Marks a parameter the caller left out, where None has a meaning of its own.
+DEFAULT = object()
 
 FORMAT = 1
 SESSION_FILE = "session.json"
@@ -67,7 +67,7 @@ class _HandedBack(Cleaner):
 
     def clean(self, batch, key):
         if self.cleaned is None:
-            raise CleanerError("no records were handed back for this batch")
+            raise CleanerError("the session called the engine's update without the records handed back")
         return self.cleaned
 
 
@@ -115,6 +115,12 @@ def _run_operations(operations: list, frame: pd.DataFrame, key: str):
     keys = current[key].tolist()
     entries = {k: _Applied(ops) for k, ops in zip(keys, applied) if ops}
     return current[~removed].reset_index(drop=True), [k for k, gone in zip(keys, removed) if gone], entries
+
+
+def _positive_budget(budget) -> int:
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
+        raise ValueError(f"budget must be a positive integer, got {budget!r}")
+    return int(budget)
 
 
 def _operation_list(operations) -> list:
@@ -236,9 +242,9 @@ class CleaningSession:
     """
 
     def __init__(self, df, *, key: str, features: FeatureSpec | Featurizer, loss: Loss, test=None, reference=None,
-                 budget: int | None = None, batch_size: int = 20, detector: LearnedDetector | None = "default",
+                 budget: int | None = None, batch_size: int = 20, detector: LearnedDetector | None = DEFAULT,
                  progress: bool | None = None, **options):
-        if detector == "default":
+        if detector is DEFAULT:
             detector = LearnedDetector()
         for column in ADDED_COLUMNS:
             if column in df.columns:
@@ -255,7 +261,7 @@ class CleaningSession:
         self.df = df
         self.progress = progress_wanted(progress)
         self._spark = df.sparkSession
-        with self._progress("dirty model"):
+        with self._progress("caching the table, training the dirty model"):
             self.prepared = engine.prepare(df, test=test, reference=reference)
         if budget is None:
             engine.budget = self.prepared.n_total
@@ -274,7 +280,6 @@ class CleaningSession:
         self._operations: dict = {}  # key -> the operation the analyst applied
         self._fitted: dict = {}  # operation name -> fitted operation, so every batch uses one statistic
         self.operations: dict = {}  # operation name -> its description, for the report
-        self.started = time.perf_counter()
 
     def _progress(self, description: str) -> SparkProgress:
         return SparkProgress(self._spark.sparkContext, description, enabled=self.progress)
@@ -334,7 +339,7 @@ class CleaningSession:
         X, y = self.prepared.featurizer.transform(drawn.batch)
         model = self._run.loop.detector_model
         probabilities = model.probabilities(X) if model is not None else None
-        scores = _estimated_norms(self.engine.loss, X, y, self._run.theta, self._run.loop.changes, probabilities)
+        scores = estimated_norms(self.engine.loss, X, y, self._run.theta, self._run.loop.changes, probabilities)
         frame[SCORE_COLUMN] = scores
         frame[PROBABILITY_COLUMN] = [d.probability for d in drawn.distinct]
         if probabilities is not None:
@@ -845,11 +850,14 @@ class CleaningSession:
         return path
 
     @classmethod
-    def load(cls, path: str, df, *, test=None, reference=None, progress: bool | None = None) -> "CleaningSession":
+    def load(cls, path: str, df, *, test=None, reference=None, budget: int | None = None,
+             progress: bool | None = None) -> "CleaningSession":
         """Resume a session saved with :meth:`save` on the same table ``df``, possibly in another Spark session.
 
-        The saved engine is unpickled, so load only sessions you trust.
-        A table that differs from the saved session's raises CheckpointError.
+        ``budget`` replaces the saved session's budget, for example to clean
+        more records.  The saved engine is unpickled, so load only sessions
+        you trust.  A table that differs from the saved session's raises
+        CheckpointError.
         """
         import pickle
 
@@ -863,6 +871,8 @@ class CleaningSession:
             raise CheckpointError(f"{session_file!r} has format {described.get('format')!r}, this version reads "
                                   f"format {FORMAT}")
         engine = pickle.loads(storage.read(storage.join(path, ENGINE_FILE)))
+        if budget is not None:
+            engine.budget = _positive_budget(budget)
         self = cls.__new__(cls)
         checkpoints = Checkpoints(storage.join(path, CHECKPOINT_DIRECTORY), keep=1, spark=df.sparkSession)
         self._open(engine, df, test=test, reference=reference, budget=engine.budget, progress=progress,

@@ -48,8 +48,9 @@ class SparkProgress:
     interval : float, default=0.5
         Seconds between two polls of the status tracker.
 
-    The bar counts finished tasks over all tasks of the jobs seen so far and
-    the number of Spark jobs (passes over the data) as its postfix.
+    The bar appears with the block's first Spark job.  It counts finished
+    tasks over all tasks of the stages started so far, with the number of
+    Spark jobs (passes over the data) as its postfix.
     """
 
     def __init__(self, sc, description: str, *, enabled: bool = True, interval: float = 0.5):
@@ -66,18 +67,19 @@ class SparkProgress:
     def __enter__(self) -> "SparkProgress":
         if not self.enabled:
             return self
-        from tqdm.auto import tqdm
-
         self._saved = {name: self.sc.getLocalProperty(name) for name in (GROUP_PROPERTY, DESCRIPTION_PROPERTY)}
         self.sc.setLocalProperty(GROUP_PROPERTY, self.group)
         self.sc.setLocalProperty(DESCRIPTION_PROPERTY, self.description)
-        self._bar = tqdm(total=0, desc=self.description, unit="task", leave=True, dynamic_ncols=True)
         self._thread = threading.Thread(target=self._poll, name="activeclean-progress", daemon=True)
         self._thread.start()
         return self
 
     def _counts(self) -> tuple[int, int, int]:
-        """Return (finished tasks, all tasks, jobs) of this block's jobs."""
+        """Return (finished tasks, all tasks, jobs) of this block's jobs.
+
+        A stage counts once it has started, because a job also lists the
+        stages that Spark skips (their output is cached), which never run.
+        """
         tracker = self.sc.statusTracker()
         done = total = 0
         jobs = tracker.getJobIdsForGroup(self.group)
@@ -87,13 +89,21 @@ class SparkProgress:
                 continue
             for stage_id in job.stageIds:
                 stage = tracker.getStageInfo(stage_id)
-                if stage is not None:
+                if stage is not None and stage.numActiveTasks + stage.numCompletedTasks + stage.numFailedTasks:
                     done += stage.numCompletedTasks
                     total += stage.numTasks
         return done, total, len(jobs)
 
     def _show(self) -> None:
         done, total, jobs = self._counts()
+        if self._bar is None:
+            if not jobs:
+                return  # a step that starts no Spark job shows no bar
+            from tqdm.auto import tqdm
+
+            # No rate: tasks of different stages take very different times.
+            self._bar = tqdm(total=0, desc=self.description, leave=True, dynamic_ncols=True,
+                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} tasks [{elapsed}{postfix}]")
         self._bar.total = max(total, done)
         self._bar.n = done
         self._bar.set_postfix_str(f"{jobs} Spark job{'s' if jobs != 1 else ''}", refresh=False)
@@ -116,4 +126,5 @@ class SparkProgress:
         try:
             self._show()
         finally:
-            self._bar.close()
+            if self._bar is not None:
+                self._bar.close()

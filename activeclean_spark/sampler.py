@@ -142,7 +142,7 @@ def _norms(loss, X, y, theta) -> np.ndarray:
     return scores
 
 
-def _estimated_norms(loss, X, y, theta, changes, probabilities) -> np.ndarray:
+def estimated_norms(loss, X, y, theta, changes, probabilities) -> np.ndarray:
     """Norms of g_hat = dirty gradient + the change that cleaning is expected to bring.
 
     The expected change of a record is the mix of the classes' mean changes,
@@ -247,7 +247,7 @@ def score_and_draw(
         X, y = (block.X, block.y) if rows.size == block.size else (block.X[rows], block.y[rows])
         scores = np.zeros(block.size)
         if plan.sampling == "importance":
-            scores[rows] = _estimated_norms(loss, X, y, theta, plan.changes, probabilities)
+            scores[rows] = estimated_norms(loss, X, y, theta, plan.changes, probabilities)
         elif plan.sampling == "oracle":
             scores[rows] = _norms(loss, block.X_reference[rows], block.y_reference[rows], theta)
         elif plan.sampling == "uncertainty":
