@@ -291,6 +291,7 @@ def write_atomically(path: str, data: bytes) -> None:
     A reader of ``path`` sees the old file or the new one, never a partial one.
     """
     directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=directory)
     # mkstemp creates the file readable by its owner only; a report gets the usual permissions instead.
     umask = os.umask(0)
@@ -510,10 +511,14 @@ class Diagnosis:
             handles.append(Line2D([], [], linestyle="", marker="o", color=MISSING_LABEL_COLOR, label="label missing"))
         return colors, handles
 
+    def __repr__(self) -> str:
+        return (f"Diagnosis(method={self.method!r}, {len(self.coordinates)} points, {int(self.in_batch.sum())} in "
+                f"the batch, {int(self.suspect.sum())} suspected dirty)")
+
     def to_png(self, path: str | os.PathLike) -> str:
         """Write the figure to a PNG file and return its path.
 
-        The file is replaced atomically.  The parent directory must exist.
+        The file is replaced atomically, and a missing parent directory is created.
         """
         path = os.fspath(path)
         write_atomically(path, png_bytes(self.figure()))

@@ -80,6 +80,10 @@ class ActiveCleanResult:
     def n_cleaned(self) -> int:
         return self.cleaned.num_rows + len(self.removed)
 
+    def __repr__(self) -> str:
+        return (f"ActiveCleanResult({self.n_cleaned} records cleaned in {len(self.history)} iterations, "
+                f"metrics {self.model.metrics.get('test', {})}, output_dir={self.output_dir!r})")
+
 
 @dataclass
 class PreparedData:

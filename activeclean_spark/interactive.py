@@ -183,14 +183,19 @@ class ClassPreview:
     records: int  # uncleaned records the detector assigns to the class
     changed_records: int
     changes: pd.DataFrame  # one row per changed cell: key, column, before, after
+    unusable: int = 0  # records whose label stays unusable, which stay uncleaned
     rows: pa.Table = field(repr=False, default=None)
     locations: tuple = field(repr=False, default=())
+    state: tuple = field(repr=False, default=())  # (iteration, records cleaned) when the preview was made
 
     def __str__(self) -> str:
         per_column = self.changes.groupby("column").size().to_dict() if len(self.changes) else {}
         columns = ", ".join(f"{name}: {count}" for name, count in per_column.items()) or "none"
-        return (f"{self.operation!s} on error class {self.error_class!r}: {self.records} uncleaned records in the "
+        text = (f"{self.operation!s} on error class {self.error_class!r}: {self.records} uncleaned records in the "
                 f"class, {self.changed_records} would change (cells per column: {columns})")
+        if self.unusable:
+            text += (f"; {self.unusable} would keep an unusable label and stay uncleaned")
+        return text
 
     __repr__ = __str__
 
@@ -267,8 +272,12 @@ class CleaningSession:
             engine.budget = self.prepared.n_total
         # The partitions are part of the state, so a loaded session must cut the table the same way.
         engine.num_partitions = self.prepared.blocks.num_partitions
-        with self._progress("restoring" if checkpoint is not None else "starting"):
-            self._run: _Run = engine._begin(self.prepared, checkpoint=checkpoint)
+        try:
+            with self._progress("restoring" if checkpoint is not None else "starting"):
+                self._run: _Run = engine._begin(self.prepared, checkpoint=checkpoint)
+        except BaseException:
+            self.prepared.release()
+            raise
         # The session keeps its own checkpoints only when saved.
         self._run.checkpoints = None
         self._run.loop.journal = None
@@ -386,6 +395,11 @@ class CleaningSession:
         done = set(self._rows) | set(self._removed)
         for k in ids:
             if k not in known:
+                same_text = [b for b in batch_keys if str(b) == str(k)]
+                if same_text:
+                    raise ValueError(f"cannot {action} {self.key}={k!r}: the key is a {type(k).__name__}, but the "
+                                     f"column {self.key!r} holds {type(same_text[0]).__name__} values; pass "
+                                     f"{same_text[0]!r}")
                 raise ValueError(f"cannot {action} {self.key}={k!r}: it is not in the current batch; the batch has "
                                  f"{self.key} {batch_keys[:10]}{' ...' if len(batch_keys) > 10 else ''}")
             if k in done:
@@ -453,10 +467,28 @@ class CleaningSession:
             if not ids:
                 return self.status()
         ids = self._open_keys(ids, "keep")
-        dirty = self._frame[self._frame[self.key].isin(ids)][list(self.schema.names)]
+        dirty = self._frame[self._frame[self.key].isin(ids)][list(self.schema.names)].reset_index(drop=True)
+        self._check(dirty, [])
         for row in dirty.to_dict(orient="records"):
             self._rows[row[self.key]] = row
         return self._maybe_update()
+
+    def reopen(self, ids=None):
+        """Take back records handed back for the current batch (all by default), to hand them back another way."""
+        if ids is None:
+            ids = [*self._rows, *self._removed]
+        if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
+            ids = [ids]
+        for k in ids:
+            k = k.item() if isinstance(k, np.generic) else k
+            if k in self._rows:
+                del self._rows[k]
+            elif k in self._removed:
+                self._removed.remove(k)
+            else:
+                raise ValueError(f"cannot reopen {self.key}={k!r}: it was not handed back for the current batch")
+            self._operations.pop(k, None)
+        return self.status()
 
     def _fitted_operation(self, operation):
         """Return the operation with its statistic computed over the whole table (once per name)."""
@@ -471,8 +503,12 @@ class CleaningSession:
             with self._progress(f"fitting {operation.name}"):
                 operation.fit_spark(self.df)
         self._fitted[operation.name] = operation
-        self.operations[operation.name] = operation.describe()
         return operation
+
+    def _record_operations(self, operations: list) -> None:
+        """List applied operations with their descriptions, for the report and the saved session."""
+        for operation in operations:
+            self.operations[operation.name] = operation.describe()
 
     def apply(self, operations, ids=None):
         """Apply cleaning operations, in order, to records of the current batch and hand them back.
@@ -496,6 +532,7 @@ class CleaningSession:
             self._rows[row[self.key]] = row
         self._removed.extend(removed)
         self._operations.update(applied)
+        self._record_operations(operations)
         return self._maybe_update()
 
     def _maybe_update(self):
@@ -513,6 +550,8 @@ class CleaningSession:
         if len(rest):
             logger.info("Keeping %d records of batch %d that were not handed back as unchanged", len(rest),
                         self._run.t + 1)
+        if len(rest):
+            self._check(rest.reset_index(drop=True), [])
         rows = [*self._rows.values(), *rest.to_dict(orient="records")]
         table = pd.DataFrame(rows, columns=list(self.schema.names))
         cleaner = self.engine.cleaner
@@ -561,7 +600,17 @@ class CleaningSession:
                                             "before": kept[column].to_numpy(dtype=object)[changed],
                                             "after": cleaned[column].to_numpy(dtype=object)[changed]}))
         changes = pd.concat([piece for piece in pieces if len(piece)] or [pieces[0]], ignore_index=True)
-        return ClassPreview(_Applied(operations), error_class, len(frame), len(applied), changes, rows, locations)
+        unusable = int(np.isnan(self._labels(cleaned)).sum())
+        return ClassPreview(_Applied(operations), error_class, len(frame), len(applied), changes, unusable, rows,
+                            locations, self._state())
+
+    def _state(self) -> tuple:
+        return self._run.t, self._run.loop.store.size
+
+    def _labels(self, rows: pd.DataFrame) -> np.ndarray:
+        """Return the model's label of each row, NaN where the label is missing or invalid."""
+        table = pa.Table.from_pandas(rows[list(self.schema.names)], schema=self.schema, preserve_index=False)
+        return self.prepared.featurizer.labels(table)
 
     def _class_members(self, error_class: str):
         """Return the uncleaned, untrusted records the detector assigns to ``error_class`` and their locations."""
@@ -604,6 +653,12 @@ class CleaningSession:
                              "taken its step")
         if preview is None:
             preview = self.preview(operations, error_class=error_class)
+        elif preview.state != self._state():
+            raise ValueError(
+                f"the preview was made at iteration {preview.state[0]} with {preview.state[1]} records cleaned, and "
+                f"the session is now at iteration {self._run.t} with {self._run.loop.store.size}; some of its "
+                "records may be cleaned already, so make a new preview"
+            )
         rows = preview.rows
         if rows.num_rows == 0:
             logger.info("No uncleaned record is in error class %r; nothing to apply", preview.error_class)
@@ -613,7 +668,7 @@ class CleaningSession:
         positions = np.concatenate([np.asarray(p, dtype=np.int64) for _, p in preview.locations])
         frame = rows.to_pandas()
         cleaned, removed, applied = _run_operations(preview.operation.operations, frame, self.key)
-        unusable = np.isnan(self.prepared.featurizer.labels(pa.Table.from_pandas(cleaned, preserve_index=False)))
+        unusable = np.isnan(self._labels(cleaned))
         if unusable.any():
             # Such a record cannot join the cleaned ones: it has no label to train on.  It stays uncleaned.
             left_out = set(cleaned.loc[unusable, self.key].tolist())
@@ -647,6 +702,7 @@ class CleaningSession:
             loop.output.append_audit(ordered)
         loop.audit.extend(ordered)
         self.engine._learn(loop)
+        self._record_operations(preview.operation.operations)
         # A batch drawn before these records were cleaned may contain them.
         self._drawn, self._frame = None, None
         logger.info("Applied %s to %d records of error class %r (%d changed)", preview.operation, len(keys),
@@ -735,7 +791,11 @@ class CleaningSession:
             suspect_batch = model.clean_probability(model.probabilities(X_batch)) < 0.5
         else:
             suspect_batch = np.zeros(X_batch.shape[0], dtype=bool)
-        shown = columns or [c for c in self.schema.names if c != self.key][:6]
+        unknown = [c for c in columns or [] if c not in self.schema.names]
+        if unknown:
+            raise ValueError(f"cannot show column(s) {unknown} in the diagnose table; the table's columns are "
+                             f"{self.schema.names}")
+        shown = [c for c in columns if c != self.key] if columns else [c for c in self.schema.names if c != self.key][:6]
         label_values = [featurizer.label_value(v) if np.isfinite(v) else None for v in y_background]
         batch_labels = [featurizer.label_value(v) if np.isfinite(v) else None for v in y_batch]
         details_background = raw.to_pandas()[[self.key, *shown]]
@@ -746,10 +806,18 @@ class CleaningSession:
                         details_batch=details_batch, method=method, seed=seed,
                         title=f"batch {self._run.t + 1} among {len(y_background)} uncleaned records")
 
-    def export_batch(self, path: str) -> str:
-        """Write the records of the current batch not yet handed back to CSV or Parquet, for editing elsewhere."""
+    def export_batch(self, path: str, *, overwrite: bool = False) -> str:
+        """Write the records of the current batch not yet handed back to CSV or Parquet, for editing elsewhere.
+
+        An existing file is kept unless ``overwrite`` is true, since it may hold edits not yet imported.
+        """
+        import os
+
         from .roundtrip import export_batch
 
+        if os.path.exists(path) and not overwrite:
+            raise FileExistsError(f"{path} exists and may hold edits not yet imported; import it with "
+                                  "import_batch(), or pass overwrite=True")
         frame = self.suggest()
         if frame.empty:
             raise ValueError("no batch is open to export (the budget is spent or no dirty record is left)")
@@ -761,13 +829,23 @@ class CleaningSession:
         Rows absent from the file, and rows with a problem, stay open in
         the batch; fix them and import again, or hand them back another way.
         """
-        from .roundtrip import import_batch
+        from .roundtrip import ImportProblem, import_batch
 
         if not self._ensure_batch():
             raise ValueError("no batch is open to import into")
         open_rows = self.suggest()
         result = import_batch(path, open_rows[list(self.schema.names)], key=self.key, schema=self.schema,
                               extra_columns=list(ADDED_COLUMNS))
+        if len(result.cleaned):
+            # A valid value can still be a label the model cannot use; such rows stay open like any bad row.
+            unusable = np.isnan(self._labels(result.cleaned))
+            label = self.prepared.featurizer.label["name"]
+            for row in result.cleaned[unusable].to_dict(orient="records"):
+                result.problems.append(ImportProblem(
+                    row[self.key], result.rows.get(row[self.key]), label, row[label],
+                    f"{row[label]!r} is not a usable label; give a valid label or mark the record for removal"))
+            result.problems.sort(key=lambda problem: problem.row or 0)
+            result.cleaned = result.cleaned[~unusable].reset_index(drop=True)
         if result.problems:
             logger.warning("%d problems in %s; the rows with problems were not taken:\n%s", len(result.problems),
                            path, result.summary())
@@ -839,6 +917,7 @@ class CleaningSession:
             "records cleaned": run.loop.store.size,
             "operations": self.operations,
             "fitted operations": {name: op.describe() for name, op in self._fitted.items()},
+            "table": {"columns": list(self.df.columns), "records": self.prepared.n_total},
         }
         audit = "".join(dumps_record(record) + "\n" for record in self.audit).encode()
         storage.write(storage.join(path, ENGINE_FILE), cloudpickle.dumps(engine))
@@ -870,13 +949,24 @@ class CleaningSession:
         if described.get("format") != FORMAT:
             raise CheckpointError(f"{session_file!r} has format {described.get('format')!r}, this version reads "
                                   f"format {FORMAT}")
+        # Cheap checks first: the full comparison needs the table cached and the dirty model trained.
+        table = described.get("table", {})
+        if table and list(df.columns) != table["columns"]:
+            raise CheckpointError(f"cannot load the session saved in {path!r} on this table: its columns are "
+                                  f"{df.columns}, the saved session's were {table['columns']}")
+        if table and df.count() != table["records"]:
+            raise CheckpointError(f"cannot load the session saved in {path!r} on this table: it has {df.count()} "
+                                  f"records, the saved session's had {table['records']}")
         engine = pickle.loads(storage.read(storage.join(path, ENGINE_FILE)))
         if budget is not None:
             engine.budget = _positive_budget(budget)
         self = cls.__new__(cls)
         checkpoints = Checkpoints(storage.join(path, CHECKPOINT_DIRECTORY), keep=1, spark=df.sparkSession)
-        self._open(engine, df, test=test, reference=reference, budget=engine.budget, progress=progress,
-                   checkpoint=checkpoints)
+        try:
+            self._open(engine, df, test=test, reference=reference, budget=engine.budget, progress=progress,
+                       checkpoint=checkpoints)
+        except CheckpointError as error:
+            raise CheckpointError(f"cannot load the session saved in {path!r} on this table: {error}") from None
         self.operations = described.get("operations", {})
         for name, description in described.get("fitted operations", {}).items():
             try:

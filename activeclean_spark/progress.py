@@ -48,9 +48,8 @@ class SparkProgress:
     interval : float, default=0.5
         Seconds between two polls of the status tracker.
 
-    The bar appears with the block's first Spark job.  It counts finished
-    tasks over all tasks of the stages started so far, with the number of
-    Spark jobs (passes over the data) as its postfix.
+    The bar appears with the block's first Spark job.  It shows the tasks
+    of the latest job, and the count of jobs (passes over the data) so far.
     """
 
     def __init__(self, sc, description: str, *, enabled: bool = True, interval: float = 0.5):
@@ -75,18 +74,18 @@ class SparkProgress:
         return self
 
     def _counts(self) -> tuple[int, int, int]:
-        """Return (finished tasks, all tasks, jobs) of this block's jobs.
+        """Return (finished tasks, all tasks) of this block's latest Spark job and the number of its jobs.
 
-        A stage counts once it has started, because a job also lists the
-        stages that Spark skips (their output is cached), which never run.
+        A step such as training the dirty model runs one job per pass and
+        cannot know how many passes it needs, so the bar follows the latest
+        job.  A stage counts once it has started, because a job also lists
+        the stages that Spark skips (their output is cached), which never run.
         """
         tracker = self.sc.statusTracker()
-        done = total = 0
         jobs = tracker.getJobIdsForGroup(self.group)
-        for job_id in jobs:
-            job = tracker.getJobInfo(job_id)
-            if job is None:
-                continue
+        done = total = 0
+        job = tracker.getJobInfo(max(jobs)) if jobs else None
+        if job is not None:
             for stage_id in job.stageIds:
                 stage = tracker.getStageInfo(stage_id)
                 if stage is not None and stage.numActiveTasks + stage.numCompletedTasks + stage.numFailedTasks:
@@ -106,7 +105,7 @@ class SparkProgress:
                              bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} tasks [{elapsed}{postfix}]")
         self._bar.total = max(total, done)
         self._bar.n = done
-        self._bar.set_postfix_str(f"{jobs} Spark job{'s' if jobs != 1 else ''}", refresh=False)
+        self._bar.set_postfix_str(f"Spark job {jobs}", refresh=False)
         self._bar.refresh()
 
     def _poll(self) -> None:

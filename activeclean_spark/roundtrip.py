@@ -65,7 +65,8 @@ class ImportProblem:
 
     ``key`` is the record's key as the file writes it, converted to the key
     column's type, or None when the key cell itself is empty or invalid.
-    ``row`` is the 1-based data row number, not counting the header.
+    ``row`` is the row as a spreadsheet numbers it: the header is row 1,
+    so the first record is row 2.
     ``column`` is the cell's column, which is the key column for a problem
     with the key.  ``value`` is the cell as the file writes it.
     """
@@ -92,18 +93,24 @@ class ImportResult:
     ``cleaned`` has exactly the batch's data columns, in the batch's order,
     with values of the schema's types.  A column gets the batch's pandas dtype
     when converting to it changes no value.  ``removed`` lists
-    the keys marked for removal, ``problems`` the rows that were rejected, and
-    ``absent`` the batch's keys that no row of the file names.
+    the keys marked for removal, ``problems`` the rows that were rejected,
+    ``absent`` the batch's keys that no row of the file names, and ``rows``
+    the row number of each valid row by key.
     """
 
     cleaned: pd.DataFrame
     removed: list = field(default_factory=list)
     problems: list[ImportProblem] = field(default_factory=list)
     absent: list = field(default_factory=list)
+    rows: dict = field(default_factory=dict)  # key of a valid row -> its row number
 
     def summary(self) -> str:
-        """Return one line per problem, such as ``row 3, id 17, column 'abv': ...``."""
-        return "\n".join(str(problem) for problem in self.problems)
+        """Return a line of counts, then one line per problem, such as ``row 3, id 17, column 'abv': ...``."""
+        rows = len({problem.row for problem in self.problems})
+        counts = (f"{len(self.cleaned)} rows valid, {len(self.removed)} marked for removal, "
+                  f"{len(self.problems)} problems in {rows} rows, {len(self.absent)} records of the batch not in "
+                  "the file")
+        return "\n".join([counts, *(str(problem) for problem in self.problems)])
 
     def __str__(self) -> str:
         return self.summary()
@@ -783,7 +790,8 @@ def import_batch(
     source = _Source(path, file_format)
     ignored = {name for name in batch.columns if name not in data_columns} | set(extra_columns) | {REMOVE_COLUMN}
     _check_file_columns(path, source.columns, data_columns, ignored)
-    rows = np.arange(1, source.rows + 1)
+    # Numbered as a spreadsheet shows them, below the header in row 1.
+    rows = np.arange(2, source.rows + 2)
     considered = ~source.blank()
 
     key_values, keys, key_converted, key_messages = _check_keys(source, key, key_field, batch_keys, rows, considered)
@@ -835,4 +843,5 @@ def import_batch(
         removed=keys[marked & key_ok].tolist(),
         problems=problems,
         absent=[value for value in batch_keys if value not in seen],
+        rows=dict(zip(keys[kept].tolist(), rows[kept].tolist())),
     )

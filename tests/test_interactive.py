@@ -384,19 +384,6 @@ def test_save_load_keeps_open_batch(units, tmp_path):
             "mm_to_cm+map_values:unit", "clean"}
 
 
-def test_load_rejects_other_table(units, spark, tmp_path):
-    df, dirty, _ = units
-    with open_session(df) as session:
-        session.apply(to_cm())
-        session.save(str(tmp_path / "saved"))
-    with pytest.raises(CheckpointError, match="no saved session"):
-        CleaningSession.load(str(tmp_path / "nothing"), df)
-    changed = dirty.copy()
-    changed.loc[5, "weight"] = 99.0
-    with pytest.raises(CheckpointError, match="input"):
-        CleaningSession.load(str(tmp_path / "saved"), spark.createDataFrame(changed), progress=False)
-
-
 # -- a whole session on real data ------------------------------------------------
 
 
@@ -458,3 +445,91 @@ def test_result_writes_outputs(units, spark, tmp_path):
         assert table.at[key, "_cleaned"]
     audit = [json.loads(line) for line in open(tmp_path / "out" / "audit.jsonl")]
     assert {record["key"] for record in audit} == set(batch["id"])
+
+
+# -- guards found by trying the session as an analyst -------------------------------
+
+
+def test_stale_preview_rejected(units):
+    df, _, _ = units
+    with open_session(df, seed=2) as session:
+        while "mm_to_cm+map_values:unit" not in (getattr(session._run.loop.detector_model, "classes", None) or []):
+            session.apply(to_cm())
+        preview = session.preview(to_cm())
+        session.apply(to_cm())
+        cleaned = session.status().records_cleaned
+        with pytest.raises(ValueError, match="make a new preview"):
+            session.apply_to_class(to_cm(), preview=preview)
+        assert session.status().records_cleaned == cleaned
+
+
+def test_unusable_label_keeps_batch_open(spark, tmp_path):
+    dirty, _ = make_units(n=200)
+    dirty["label"] = dirty["label"].astype(object)
+    dirty.loc[::3, "label"] = None  # a third of the records have no label
+    df = spark.createDataFrame(dirty)
+    # Uniform draws (floor 1): records without a label have no gradient and would rarely be drawn.
+    with open_session(df, floor=1.0) as session:
+        batch = session.suggest()
+        unlabeled = batch.loc[batch["label"].isna(), "id"].tolist()
+        assert unlabeled, "the seed should draw a record without a label"
+        with pytest.raises(ValueError, match="not a usable label"):
+            session.keep()
+        assert session.status().batch_pending == len(batch)
+        with pytest.raises(ValueError, match="not a usable label"):
+            session.update()
+
+        path = session.export_batch(str(tmp_path / "batch.csv"))
+        with pytest.raises(FileExistsError, match="overwrite=True"):
+            session.export_batch(path)
+        result = session.import_batch(path)
+        assert {(p.key, p.column) for p in result.problems} == {(k, "label") for k in unlabeled}
+        assert all(p.row >= 2 for p in result.problems)
+        assert set(session.suggest()["id"]) == set(unlabeled)
+
+        session.remove(unlabeled[:1])
+        session.reopen(unlabeled[:1])
+        assert set(session.suggest()["id"]) == set(unlabeled)
+        session.remove(unlabeled)
+        assert session.status().iteration == 1
+
+
+def test_key_type_mismatch_named(spark):
+    dirty, _ = make_units(n=120)
+    dirty["id"] = dirty["id"].astype(str)
+    with open_session(spark.createDataFrame(dirty)) as session:
+        key = session.suggest()["id"].iloc[0]
+        with pytest.raises(ValueError, match=f"the key is a int.*pass '{key}'"):
+            session.remove([int(key)])
+
+
+def test_failed_operation_not_recorded(units):
+    df, _, _ = units
+    with open_session(df) as session:
+        session.suggest()
+        with pytest.raises(ValueError, match="absent"):
+            session.apply(ParseNumber("absent"))
+        with pytest.raises(ValueError, match="'absent'"):
+            session.diagnose(columns=["absent"], method="pca")
+        assert session.operations == {}
+
+
+def test_load_rejects_other_table(units, spark, tmp_path):
+    df, dirty, _ = units
+    with open_session(df) as session:
+        session.apply(to_cm())
+        session.save(str(tmp_path / "saved"))
+    with pytest.raises(CheckpointError, match="no saved session"):
+        CleaningSession.load(str(tmp_path / "nothing"), df)
+    # Other columns and another record count are found before the table is cached.
+    with pytest.raises(CheckpointError, match="columns"):
+        CleaningSession.load(str(tmp_path / "saved"), df.drop("note"), progress=False)
+    with pytest.raises(CheckpointError, match="records"):
+        CleaningSession.load(str(tmp_path / "saved"), df.limit(100), progress=False)
+    cached = spark.sparkContext._jsc.getPersistentRDDs().size()
+    changed = dirty.copy()
+    changed.loc[5, "weight"] = 99.0
+    with pytest.raises(CheckpointError, match="cannot load the session.*input"):
+        CleaningSession.load(str(tmp_path / "saved"), spark.createDataFrame(changed), progress=False)
+    # The failed load released the table it had cached.
+    assert spark.sparkContext._jsc.getPersistentRDDs().size() == cached

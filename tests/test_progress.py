@@ -11,8 +11,9 @@ def test_progress_counts_tasks(spark, capsys):
         assert sc.parallelize(range(10), 3).count() == 10
     error = capsys.readouterr().err
     assert "counting" in error
-    assert "7/7" in error  # skipped stages of cached data would add tasks that never run
-    assert "2 Spark jobs" in error
+    # The bar follows the latest job: its 3 tasks, and the count of jobs.
+    assert "3/3 tasks" in error
+    assert "Spark job 2" in error
     # The user's job group is back in place for the jobs that follow.
     assert sc.getLocalProperty(GROUP_PROPERTY) == "user-group"
     sc.setLocalProperty(GROUP_PROPERTY, None)
@@ -35,3 +36,15 @@ def test_progress_without_jobs_shows_nothing(spark, capsys):
     with SparkProgress(spark.sparkContext, "driver only", interval=0.05):
         sum(range(1000))
     assert capsys.readouterr().err == ""
+
+
+def test_progress_ignores_skipped_stages(spark, capsys):
+    sc = spark.sparkContext
+    totals = sc.parallelize(range(100), 4).map(lambda x: (x % 3, x)).reduceByKey(lambda a, b: a + b, 2)
+    totals.count()  # writes the shuffle, so the next job skips its 4-task map stage
+    capsys.readouterr()
+    with SparkProgress(sc, "again", interval=0.05):
+        assert totals.count() == 3
+    error = capsys.readouterr().err
+    assert "2/2 tasks" in error
+    assert "/6 tasks" not in error

@@ -153,7 +153,7 @@ def test_typed_formula_rejected(tmp_path):
     path = _exported(tmp_path)
     _edit(path, {(6, "name"): "=HYPERLINK(\"http://x\")"})
     result = _import(path)
-    assert _problem_cells(result) == [(6, 16, "name")]
+    assert _problem_cells(result) == [(7, 16, "name")]
     assert "spreadsheet formula" in result.problems[0].message
     assert 16 not in result.cleaned["id"].tolist()
     assert len(result.cleaned) == 6
@@ -184,7 +184,7 @@ def test_unknown_key_rejected(tmp_path):
     path = _exported(tmp_path)
     _edit(path, {(2, "id"): "99"})
     result = _import(path)
-    assert _problem_cells(result) == [(2, 99, "id")]
+    assert _problem_cells(result) == [(3, 99, "id")]
     assert "not in the exported batch" in result.problems[0].message
     assert result.cleaned["id"].tolist() == [11, 13, 14, 15, 16, 17]
     assert result.absent == [12]
@@ -194,7 +194,7 @@ def test_empty_key_rejected(tmp_path):
     path = _exported(tmp_path)
     _edit(path, {(3, "id"): ""})
     result = _import(path)
-    assert _problem_cells(result) == [(3, None, "id")]
+    assert _problem_cells(result) == [(4, None, "id")]
     assert "id cell is empty" in result.problems[0].message
     assert len(result.cleaned) == 6
 
@@ -204,8 +204,8 @@ def test_duplicate_keys_rejected(tmp_path):
     rows = _read_rows(path)
     _write_rows(path, rows + [rows[4]])
     result = _import(path)
-    assert _problem_cells(result) == [(4, 14, "id"), (8, 14, "id")]
-    assert "appears in rows 4 and 8" in result.problems[0].message
+    assert _problem_cells(result) == [(5, 14, "id"), (9, 14, "id")]
+    assert "appears in rows 5 and 9" in result.problems[0].message
     assert 14 not in result.cleaned["id"].tolist()
     assert len(result.cleaned) == 6
 
@@ -215,7 +215,7 @@ def test_key_must_be_integer_literal(tmp_path, text):
     path = _exported(tmp_path)
     _edit(path, {(7, "id"): text})
     result = _import(path)
-    assert _problem_cells(result) == [(7, None, "id")]
+    assert _problem_cells(result) == [(8, None, "id")]
     assert result.problems[0].value == text
     assert "int64" in result.problems[0].message
 
@@ -334,7 +334,7 @@ def test_invalid_cell_rejected(tmp_path, column, text, expected):
     path = _exported(tmp_path)
     _edit(path, {(2, column): text})
     result = _import(path)
-    assert _problem_cells(result) == [(2, 12, column)]
+    assert _problem_cells(result) == [(3, 12, column)]
     assert result.problems[0].value == text
     assert expected in result.problems[0].message
     assert result.cleaned["id"].tolist() == [11, 13, 14, 15, 16, 17]
@@ -343,14 +343,14 @@ def test_invalid_cell_rejected(tmp_path, column, text, expected):
 def test_problems_of_one_row_all_reported(tmp_path):
     path = _exported(tmp_path)
     _edit(path, {(2, "ibu"): "abc", (2, "ok"): "maybe"})
-    assert _problem_cells(_import(path)) == [(2, 12, "ibu"), (2, 12, "ok")]
+    assert _problem_cells(_import(path)) == [(3, 12, "ibu"), (3, 12, "ok")]
 
 
 def test_integer_out_of_range_rejected(tmp_path):
     path = _exported(tmp_path)
     _edit(path, {(2, "ibu"): "99999999999999999999"})
     result = _import(path)
-    assert _problem_cells(result) == [(2, 12, "ibu")]
+    assert _problem_cells(result) == [(3, 12, "ibu")]
     assert "out of the range" in result.problems[0].message
 
 
@@ -376,7 +376,7 @@ def test_not_nullable_column_requires_value(tmp_path):
     path = _exported(tmp_path)
     _edit(path, {(4, "ibu"): ""})
     result = import_batch(path, _batch(), key="id", schema=schema)
-    assert _problem_cells(result) == [(4, 14, "ibu")]
+    assert _problem_cells(result) == [(5, 14, "ibu")]
     assert "requires a value" in result.problems[0].message
 
 
@@ -429,7 +429,7 @@ def test_invalid_date_rejected(tmp_path):
     path = export_batch(batch, str(tmp_path / "batch.csv"), key="id")
     _edit(path, {(1, "day"): "29/02/2024"})
     result = import_batch(path, batch, key="id", schema=schema)
-    assert _problem_cells(result) == [(1, 1, "day")]
+    assert _problem_cells(result) == [(2, 1, "day")]
     assert "YYYY-MM-DD" in result.problems[0].message
 
 
@@ -459,7 +459,7 @@ def test_remove_column_unknown_text(tmp_path):
     path = _exported(tmp_path)
     _edit(path, {(2, REMOVE_COLUMN): "maybe"})
     result = _import(path)
-    assert _problem_cells(result) == [(2, 12, REMOVE_COLUMN)]
+    assert _problem_cells(result) == [(3, 12, REMOVE_COLUMN)]
     assert result.removed == []
     assert 12 not in result.cleaned["id"].tolist()
 
@@ -469,7 +469,7 @@ def test_removed_row_needs_valid_key(tmp_path):
     _edit(path, {(2, REMOVE_COLUMN): "1", (2, "id"): "99"})
     result = _import(path)
     assert result.removed == []
-    assert _problem_cells(result) == [(2, 99, "id")]
+    assert _problem_cells(result) == [(3, 99, "id")]
 
 
 def test_remove_column_in_parquet(tmp_path):
@@ -520,7 +520,7 @@ def test_row_numbers_count_blank_rows(tmp_path):
     rows = _read_rows(path)
     rows[2][3] = "abc"
     _write_rows(path, rows[:2] + [[""] * 6] + rows[2:])
-    assert _problem_cells(_import(path)) == [(3, 12, "ibu")]
+    assert _problem_cells(_import(path)) == [(4, 12, "ibu")]
 
 
 def test_byte_order_mark_accepted(tmp_path):
@@ -572,7 +572,7 @@ def test_parquet_wrong_type_rejected(tmp_path):
     frame["ibu"] = frame["ibu"].astype(str)
     frame.to_parquet(path)
     result = _import(path)
-    assert _problem_cells(result) == [(2, 12, "ibu")]
+    assert _problem_cells(result) == [(3, 12, "ibu")]
     assert len(result.cleaned) == 6
 
 
@@ -583,7 +583,7 @@ def test_parquet_fraction_in_int_column(tmp_path):
     frame.loc[2, "ibu"] = 12.5
     frame.to_parquet(path)
     result = _import(path)
-    assert _problem_cells(result) == [(3, 13, "ibu")]
+    assert _problem_cells(result) == [(4, 13, "ibu")]
     assert result.problems[0].value == 12.5
 
 
@@ -593,7 +593,7 @@ def test_parquet_typed_formula_rejected(tmp_path):
     frame.loc[5, "name"] = "=typed()"
     frame.to_parquet(path)
     result = _import(path)
-    assert _problem_cells(result) == [(6, 16, "name")]
+    assert _problem_cells(result) == [(7, 16, "name")]
     assert result.cleaned["name"].tolist()[:5] == FORMULAS
 
 
@@ -606,9 +606,12 @@ def test_summary_lines(tmp_path):
     path = _exported(tmp_path)
     _edit(path, {(3, "ibu"): "abc", (5, "id"): ""})
     lines = _import(path).summary().splitlines()
-    assert len(lines) == 2
-    assert lines[0].startswith("row 3, id 13, column 'ibu': 'abc' is not a valid int64")
-    assert lines[1].startswith("row 5, column 'id': the id cell is empty")
+    assert len(lines) == 3
+    # The row whose id was emptied names no record, so that record counts as not in the file.
+    assert lines[0] == ("5 rows valid, 0 marked for removal, 2 problems in 2 rows, 1 records of the batch not in "
+                        "the file")
+    assert lines[1].startswith("row 4, id 13, column 'ibu': 'abc' is not a valid int64")
+    assert lines[2].startswith("row 6, column 'id': the id cell is empty")
 
 
 def test_str_is_summary(tmp_path):
