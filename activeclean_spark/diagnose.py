@@ -288,7 +288,7 @@ def png_bytes(figure) -> bytes:
 def write_atomically(path: str, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``.
 
-    A reader of ``path`` sees the old file or the new one, never a partial one.
+    A reader of ``path`` gets the old file or the new one, never a partial one.
     """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)

@@ -93,8 +93,9 @@ def _run_operations(operations: list, frame: pd.DataFrame, key: str):
     """Apply operations in order to a frame of dirty records.
 
     Returns ``(cleaned rows, removed keys, key -> _Applied)``.  A record's
-    entry lists the operations that changed a value of it or removed it; a
-    record no operation changed has none, so its error class is ``"clean"``.
+    entry lists the operations that changed a value of it or removed it.  A
+    record that no operation changed has no entry, so its error class is
+    ``"clean"``.
     """
     current = frame.reset_index(drop=True)
     removed = np.zeros(len(current), dtype=bool)
@@ -827,7 +828,7 @@ class CleaningSession:
         """Read an edited export back: valid rows are handed back, and the returned result lists the bad rows.
 
         Rows absent from the file, and rows with a problem, stay open in
-        the batch; fix them and import again, or hand them back another way.
+        the batch.  Fix them and import again, or hand them back another way.
         """
         from .roundtrip import ImportProblem, import_batch
 
@@ -943,7 +944,7 @@ class CleaningSession:
         storage = storage_for(path, df.sparkSession)
         session_file = storage.join(path, SESSION_FILE)
         if not storage.exists(session_file):
-            raise CheckpointError(f"{path!r} holds no saved session (no {SESSION_FILE}); save one with "
+            raise CheckpointError(f"{path!r} contains no saved session (no {SESSION_FILE}); save one with "
                                   "CleaningSession.save(path)")
         described = json.loads(storage.read(session_file))
         if described.get("format") != FORMAT:

@@ -1,10 +1,11 @@
 """Time the steps of an interactive cleaning session on the real beers table.
 
-Runs the scripted analyst of tests/beers_session.py (needs the beers data
-beside the repository) in a local[2] session and prints a Markdown table of
-the seconds each step took: opening the session (cache and dirty model),
-every batch (scoring pass, hand-backs and the model's step), the class
-application, diagnose with t-SNE and with PCA, the report, save and load.
+Runs the scripted analyst of tests/beers_session.py in a local[2] session,
+which needs the beers data beside the repository.  It prints a Markdown
+table of the seconds each step took.  The steps are opening the session
+(cache and dirty model), every batch (scoring pass, hand-backs and the
+model's step), the class application, diagnose with t-SNE and with PCA,
+the report, save and load.
 
     .venv/bin/python benchmarks/session.py > docs/session_benchmark.md
 """

@@ -1,9 +1,9 @@
 """A cleaning session on the real beers table, scripted as an analyst would drive it.
 
-The analyst fixes the rows whose state is glued onto the city by hand (the
-clean table stands for what they look up), removes the rows without an IBU
-value, parses the ounces and ABV text of the rest with operations, and after
-a few batches applies the ounces operation to its whole error class.
+The analyst fixes by hand the rows whose state is glued onto the city, and
+the clean table stands for what they look up.  They remove the rows without
+an IBU value and parse the ounces and ABV text of the rest with operations.
+After a few batches they apply the ounces operation to its whole error class.
 
 Run as a script, it loads a saved session in a new Spark session, finishes
 the script and writes the final model and audit keys to an ``.npz`` file:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -26,7 +27,7 @@ MARKUP = "<script>alert(1)</script>"
 def make_units(n=400, rate=0.3, seed=1):
     """Return ``(dirty, clean)`` tables where a ``rate`` share of records give ``length`` in mm instead of cm.
 
-    The dirty records say so in ``unit``, so a linear detector can learn the
+    The dirty records record this in ``unit``, so a linear detector can learn the
     error class from the one-hot unit feature.  ``weight`` has missing
     values, ``size`` is text with a unit, and ``note`` holds markup.
     """
@@ -412,9 +413,19 @@ def test_beers_session_resumes_elsewhere(spark, tmp_path):
     # ... and another Python process with its own Spark session resumes the saved one.
     result = tmp_path / "resumed.npz"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [TESTS, os.environ.get("PYTHONPATH")])))
-    completed = subprocess.run([sys.executable, os.path.join(TESTS, "beers_session.py"), saved, str(result)],
-                               env=env, capture_output=True, text=True, timeout=600)
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    process = subprocess.Popen([sys.executable, os.path.join(TESTS, "beers_session.py"), saved, str(result)],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        _, stderr = process.communicate(timeout=600)
+    finally:
+        # The process group contains the resumed session's Spark JVM, which is stopped with it.
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
+    assert process.returncode == 0, stderr[-3000:]
     resumed = np.load(result)
 
     assert status.iteration == beers_session.BATCHES
